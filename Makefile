@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# make setup | make demo | make test | make bench     (see README.md)
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+OOT_STAMP := $(VENV)/.oot-installed
+OOT_SOURCES := $(shell find gr-infercom CMakeLists.txt -type f -not -path '*/__pycache__/*' 2>/dev/null)
+export QT_QPA_PLATFORM ?= offscreen
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test test-fast demo bench clean oot
+
+setup:
+	bash scripts/setup.sh
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+# Re-install the OOT module whenever its sources change (python blocks and GRC yml are copied, not linked).
+$(OOT_STAMP): $(STAMP) $(OOT_SOURCES)
+	@if [ -f CMakeLists.txt ]; then bash scripts/install_oot.sh; fi
+	@touch $@
+
+oot: $(OOT_STAMP)
+
+test: $(OOT_STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(OOT_STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(OOT_STAMP)
+	$(VENV)/bin/infercom demo
+
+bench: $(OOT_STAMP)
+	$(VENV)/bin/infercom bench
+
+clean:
+	rm -rf build out .pytest_cache

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one command-line tool, ``infercom``, with one subcommand per job.
+
+Each subcommand lives in its own module that defines ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules are imported only when their subcommand runs, so ``infercom simulate`` works without GNU Radio or
+torch, and ``infercom server`` without GNU Radio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand -> (module path, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("infercom.simulate", "link-level Monte-Carlo simulation of images over the uplink"),
+    "loopback": ("gnuradio.infercom.apps.loopback", "run the headless GNU Radio loopback transceiver"),
+    "tx": ("gnuradio.infercom.apps.tx", "transmitter over UHD or ZeroMQ IQ"),
+    "rx": ("gnuradio.infercom.apps.rx", "receiver over UHD or ZeroMQ IQ"),
+    "server": ("receiver_server.cli", "inference server: soft symbols -> restored image -> QoE -> ACK/NACK"),
+    "train-restorer": ("receiver_server.restorer.train", "train the InferCom restoration model"),
+    "eval-restorer": ("receiver_server.restorer.evaluate", "evaluate restorers on an image folder"),
+    "demo": ("receiver_server.demo", "closed-loop demo: loopback + server + HTML report"),
+    "bench": ("infercom.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="infercom", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily (see main) so that listing commands imports nothing heavy.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    module_path, help_text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        print(f"infercom {name}: cannot load {module_path}: {exc}", file=sys.stderr)
+        print("Run `make setup` first (it installs GNU Radio, the OOT module and the server's deps).",
+              file=sys.stderr)
+        return 2
+    sub_parser = argparse.ArgumentParser(prog=f"infercom {name}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
