@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""gnuradio.infercom: GNU Radio 3.10 blocks for the InferCom generative uplink.
+
+Thin wrappers around the ``infercom`` core library (see docs/internals.md and docs/gnuradio.md).  Blocks are
+imported lazily, so ``from gnuradio import infercom`` is cheap and a block whose kernels are missing only fails
+when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+#: block name -> module (file name = class name = block name, GRC id infercom_<name>)
+BLOCKS = (
+    "tx_controller",
+    "frame_modulator",
+    "burst_sync",
+    "frame_demod",
+    "chase_combiner",
+    "server_link",
+    "block_fading",
+)
+
+__all__ = list(BLOCKS)
+
+
+def __getattr__(name: str):
+    if name in BLOCKS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        cls = getattr(module, name)
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(BLOCKS))

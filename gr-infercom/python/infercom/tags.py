@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tag keys and PDU metadata conventions shared by the gr-infercom blocks (see docs/gnuradio.md).
+
+* Bursts in tagged streams (PHY only): ``tx_sob`` on the first and ``tx_eob`` on the last item of a burst
+  (UHD's burst tags), a ``packet_len`` length tag on the first item, and ``infercom_frame`` (a dict with
+  ``tx_id``, ``image_id``, ``attempt``, ``frame_idx``) so channel helpers can tell frames and images apart.
+* PDUs (``pmt.cons(meta_dict, vector)``) everywhere at packet level; header fields travel as the
+  :class:`infercom.header.FrameHeader` field names in the metadata dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+import numpy as np
+import pmt
+
+from . import pmtvec
+
+SOB_TAG = "tx_sob"
+EOB_TAG = "tx_eob"
+LEN_TAG = "packet_len"
+FRAME_TAG = "infercom_frame"
+FRAME_KEY_FIELDS = ("tx_id", "image_id", "attempt", "frame_idx")
+
+#: message port names used by several blocks
+PORT_IN = "in"
+PORT_OUT = "out"
+PORT_FEEDBACK = "feedback"
+
+
+def frame_key_from_pmt(value) -> dict | None:
+    """The ``infercom_frame`` tag value as a dict of ints, or None when it is not a well-formed dict."""
+    try:
+        d = pmt.to_python(value)
+    except Exception:  # noqa: BLE001 - any malformed PMT is just "no key"
+        return None
+    if not isinstance(d, dict):
+        return None
+    try:
+        return {k: int(d[k]) for k in FRAME_KEY_FIELDS if k in d}
+    except (TypeError, ValueError):
+        return None
+
+
+def frame_key_pmt(meta: dict):
+    """The ``infercom_frame`` tag value (a PMT dict) for a header-field dict."""
+    return pmt.to_pmt({k: int(meta[k]) for k in FRAME_KEY_FIELDS if k in meta})
+
+
+def header_to_meta(header) -> dict:
+    """FrameHeader -> plain dict of its fields (JSON/PMT friendly)."""
+    return {k: (v if isinstance(v, str) else int(v)) for k, v in asdict(header).items()}
+
+
+def meta_to_header(meta: dict):
+    """Plain dict -> FrameHeader; raises ValueError when a field is missing or has the wrong type."""
+    from infercom.header import FrameHeader
+
+    kwargs = {}
+    for f in fields(FrameHeader):
+        if f.name not in meta:
+            raise ValueError(f"PDU metadata lacks header field {f.name!r}")
+        v = meta[f.name]
+        kwargs[f.name] = str(v) if f.name == "profile" else int(v)
+    return FrameHeader(**kwargs)
+
+
+def make_pdu(meta: dict, vector: np.ndarray):
+    """``pmt.cons(meta_dict, vector)`` with a complex64 / float32 / uint8 numpy vector."""
+    return pmt.cons(to_pmt_dict(meta), pmtvec.to_pmt(np.asarray(vector)))
+
+
+def to_pmt_dict(meta: dict):
+    """A python dict -> PMT dict; numpy arrays become uniform vectors, numpy scalars plain numbers."""
+    d = pmt.make_dict()
+    for k, v in meta.items():
+        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype in (np.complex64, np.float32, np.uint8):
+            pv = pmtvec.to_pmt(v)
+        elif isinstance(v, np.ndarray):
+            pv = pmt.to_pmt(v.tolist())
+        elif isinstance(v, np.generic):
+            pv = pmt.to_pmt(v.item())
+        else:
+            pv = pmt.to_pmt(v)
+        d = pmt.dict_add(d, pmt.intern(str(k)), pv)
+    return d
+
+
+def meta_from_pmt(car) -> dict:
+    """PMT dict -> python dict (uniform vectors become numpy arrays); ValueError when it is not a dict."""
+    if pmt.is_null(car):
+        return {}
+    if not pmt.is_dict(car):
+        raise ValueError("PDU metadata is not a dict")
+    out = {}
+    items = pmt.dict_items(car)
+    for i in range(pmt.length(items)):
+        kv = pmt.nth(i, items)
+        k = pmt.symbol_to_string(pmt.car(kv)) if pmt.is_symbol(pmt.car(kv)) else str(pmt.to_python(pmt.car(kv)))
+        v = pmt.cdr(kv)
+        if pmt.is_c32vector(v):
+            out[k] = pmtvec.from_pmt(v, np.complex64)
+        elif pmt.is_f32vector(v):
+            out[k] = pmtvec.from_pmt(v, np.float32)
+        elif pmt.is_u8vector(v):
+            out[k] = pmtvec.from_pmt(v, np.uint8)
+        else:
+            out[k] = pmt.to_python(v)
+    return out
+
+
+def parse_pdu(msg, dtype) -> tuple[dict, np.ndarray]:
+    """Split a PDU into (meta dict, numpy vector of ``dtype``); raises ValueError on anything malformed."""
+    if not pmt.is_pair(msg):
+        raise ValueError("not a PDU (expected a pair of metadata dict and vector)")
+    meta = meta_from_pmt(pmt.car(msg))
+    try:
+        vec = pmtvec.from_pmt(pmt.cdr(msg), dtype)
+    except ValueError as exc:
+        raise ValueError(f"PDU vector: {exc}") from None
+    return meta, vec
