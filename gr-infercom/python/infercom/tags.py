@@ -120,3 +120,33 @@ def parse_pdu(msg, dtype) -> tuple[dict, np.ndarray]:
     except ValueError as exc:
         raise ValueError(f"PDU vector: {exc}") from None
     return meta, vec
+
+
+def feedback_to_pmt(fb):
+    """A ``protocol.Feedback`` -> PMT dict (the message the ``feedback`` ports carry)."""
+    d = asdict(fb)
+    d["frames"] = [int(f) for f in d["frames"]]
+    d["scores"] = {str(k): float(v) for k, v in d["scores"].items()}
+    return pmt.to_pmt(d)
+
+
+def feedback_from_pmt(msg):
+    """PMT dict -> validated ``protocol.Feedback``; ValueError (``ProtocolError``) when malformed."""
+    from infercom.protocol import Feedback
+
+    if not pmt.is_dict(msg):
+        raise ValueError("feedback message is not a PMT dict")
+    d = pmt.to_python(msg)
+    if not isinstance(d, dict):
+        raise ValueError("feedback message is not a dict")
+    try:
+        return Feedback(tx_id=int(d["tx_id"]), image_id=int(d["image_id"]), attempt=int(d["attempt"]),
+                        decision=str(d["decision"]), reason=str(d.get("reason", "")),
+                        scores=dict(d.get("scores") or {}), mode=str(d.get("mode", "none")),
+                        frames=tuple(int(f) for f in (d.get("frames") or ())),
+                        refine_bh=int(d.get("refine_bh", 0)), refine_bw=int(d.get("refine_bw", 0)),
+                        next_attempt=int(d.get("next_attempt", 0)))
+    except KeyError as exc:
+        raise ValueError(f"feedback message lacks field {exc}") from None
+    except TypeError as exc:
+        raise ValueError(f"feedback message has a malformed field: {exc}") from None

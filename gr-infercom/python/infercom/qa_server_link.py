@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""qa for server_link: soft frames reach a ROUTER intact, feedback from a PUB comes out as messages, a missing
+server neither blocks nor grows memory, bad PDUs and bad feedback are counted."""
+
+import time
+
+import numpy as np
+import pmt
+import pytest
+import zmq
+from gnuradio import blocks, gr
+
+from gnuradio.infercom import server_link
+from gnuradio.infercom.server_link import default_feedback_addr
+from gnuradio.infercom.tags import make_pdu
+from infercom import protocol
+
+CFG = dict(bh=3, bw=3, planes=8, channels=3, profile="importance", design_snr_db=-4, key_id=0, height=64,
+           width=64, frame_len_log2=10)
+
+
+def _soft_pdu(rng, frame_idx=0):
+    y = (rng.standard_normal(1024) + 1j * rng.standard_normal(1024)).astype(np.complex64)
+    meta = dict(CFG, tx_id=3, image_id=9, attempt=1, frame_idx=frame_idx, noise_var=np.float32(0.5), snr_db=3.0)
+    return make_pdu(meta, y), y
+
+
+def _free_port():
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.ROUTER)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    s.close()
+    return port
+
+
+def test_soft_frames_out_feedback_in():
+    rng = np.random.default_rng(1)
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(f"tcp://127.0.0.1:{port + 1}")
+    try:
+        tb = gr.top_block()
+        link = server_link(f"tcp://127.0.0.1:{port}", "", [3], 100)
+        dbg = blocks.message_debug()
+        tb.msg_connect(link, "feedback", dbg, "store")
+        tb.start()
+        pdus = [_soft_pdu(rng, f) for f in range(2)]
+        for p, _ in pdus:
+            link.to_basic_block()._post(pmt.intern("in"), p)
+        got = []
+        router.setsockopt(zmq.RCVTIMEO, 5000)
+        for _ in range(2):
+            ident, buf = router.recv_multipart()
+            got.append(protocol.decode(buf))
+        assert [m.frame_idx for m in got] == [0, 1]
+        assert np.array_equal(got[0].y, pdus[0][1]) and got[0].noise_var == pytest.approx(0.5)
+        assert got[1].seq > got[0].seq and got[0].tx_id == 3 and got[0].attempt == 1
+        fb = protocol.Feedback(tx_id=3, image_id=9, attempt=1, decision="NACK", mode="selective", frames=(0, 2),
+                               next_attempt=2, reason="clipiqa low", scores={"clipiqa": 0.5})
+        other = protocol.Feedback(tx_id=4, image_id=9, attempt=1, decision="ACK")
+        t0 = time.monotonic()
+        while dbg.num_messages() == 0 and time.monotonic() - t0 < 5:   # slow joiner: publish until received
+            pub.send_multipart([protocol.feedback_topic(4), protocol.encode(other)])
+            pub.send_multipart([protocol.feedback_topic(3), protocol.encode(fb)])
+            pub.send_multipart([protocol.feedback_topic(3), b"ICjunk"])
+            time.sleep(0.05)
+        time.sleep(0.1)
+        tb.stop()
+        tb.wait()
+        msgs = [pmt.to_python(dbg.get_message(i)) for i in range(dbg.num_messages())]
+        assert msgs and all(m["tx_id"] == 3 for m in msgs)     # only the subscribed transmitter
+        assert msgs[0]["decision"] == "NACK" and list(msgs[0]["frames"]) == [0, 2]
+        assert link.counters["bad_feedback"] >= 1
+    finally:
+        router.close(0)
+        pub.close(0)
+
+
+def test_missing_server_drops_not_blocks():
+    rng = np.random.default_rng(2)
+    port = _free_port()
+    link = server_link(f"tcp://127.0.0.1:{port}", "", [], 5)
+    link.start()
+    try:
+        pdu, _ = _soft_pdu(rng)
+        t0 = time.monotonic()
+        for _ in range(50):
+            link._on_pdu(pdu)
+        assert time.monotonic() - t0 < 2.0
+        assert link.counters["sent"] <= 6 and link.counters["dropped"] >= 44   # bounded by the HWM
+        link._on_pdu(pmt.intern("junk"))
+        link._on_pdu(make_pdu(dict(CFG, tx_id=3), np.zeros(4, np.complex64)))
+        assert link.counters["bad_pdus"] == 2
+    finally:
+        link.stop()
+
+
+def test_addresses():
+    assert default_feedback_addr("tcp://10.0.0.1:7000") == "tcp://10.0.0.1:7001"
+    with pytest.raises(ValueError):
+        default_feedback_addr("ipc:///tmp/x")
+    with pytest.raises(ValueError):
+        server_link("tcp://127.0.0.1:5555", "", [300])
