@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Image loading with validation: anything Pillow reads -> uint8 RGB (H, W, 3); clear errors otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .source import MAX_SIDE
+
+#: file suffixes :func:`list_images` picks up
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif")
+
+
+def load_image(path, mode: str = "RGB") -> np.ndarray:
+    """Read an image file as uint8 ``(H, W, 3)`` (``mode="RGB"``) or ``(H, W)`` (``mode="L"``).
+
+    Raises ValueError for a missing or non-image file, a zero-size image, or one larger than 4096 pixels per
+    side (the frame header's limit). Pillow's decompression-bomb check is kept.
+    """
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w == 0 or h == 0:
+                raise ValueError(f"{p}: zero-size image ({w}x{h})")
+            if w > MAX_SIDE or h > MAX_SIDE:
+                raise ValueError(f"{p}: image is {w}x{h}; at most {MAX_SIDE} pixels per side are supported")
+            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise ValueError(f"{p}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{p}: cannot decode image: {exc}") from None
+    return check_image(arr, str(p))
+
+
+def check_image(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """Validate an in-memory image: uint8, (H, W) or (H, W, 1|3), 1..4096 per side. Returns it."""
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{name}: pixels must be uint8, got {a.dtype}")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3)):
+        raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {a.shape}")
+    h, w = a.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"{name}: zero-size image ({w}x{h})")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ValueError(f"{name}: image is {w}x{h}; at most {MAX_SIDE} pixels per side are supported")
+    return a
+
+
+def list_images(directory) -> list[Path]:
+    """Image files (by suffix) in ``directory``, sorted by name. ValueError if none or not a directory."""
+    d = Path(directory)
+    if d.is_file():
+        return [d]
+    if not d.is_dir():
+        raise ValueError(f"{d}: no such directory")
+    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{d}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def save_image(path, img: np.ndarray) -> None:
+    """Write a uint8 image (PNG etc. by suffix), creating the parent folder."""
+    a = check_image(img)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(path)
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Source rate -> block size ``(bh, bw)``: ``"1/9"`` -> (3, 3), ``"1/2"`` -> (1, 2), ``"1/6"`` -> (2, 3),
+    also ``"0.25"``; the most nearly square block with ``bh <= bw <= 8`` and ``bh*bw = 1/rate``.
+    Also accepts ``"BHxBW"``. ValueError for anything else (e.g. rate 1/7, 2/3, 1/100)."""
+    t = str(text).strip().lower()
+    if "x" in t:
+        try:
+            bh, bw = (int(v) for v in t.split("x"))
+        except ValueError:
+            raise ValueError(f"block size must look like BHxBW, got {text!r}") from None
+        if not (1 <= bh <= 8 and 1 <= bw <= 8):
+            raise ValueError(f"block size {text!r} outside 1..8 per side")
+        return bh, bw
+    try:
+        if "/" in t:
+            num, den = t.split("/")
+            r = float(num) / float(den)
+        else:
+            r = float(t)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"cannot parse rate {text!r} (use e.g. 1/9 or 3x3)") from None
+    if not (0 < r <= 1):
+        raise ValueError(f"rate must be in (0, 1], got {text!r}")
+    n = round(1 / r)
+    if abs(1 / r - n) > 1e-6 * n:
+        raise ValueError(f"unsupported rate {text!r}: must be 1/n with n = bh*bw")
+    best = None
+    for bh in range(1, 9):
+        if n % bh == 0 and bh <= n // bh <= 8:
+            best = (bh, n // bh)
+    if best is None:
+        raise ValueError(f"unsupported rate {text!r}: 1/{n} is not bh*bw with 1 <= bh <= bw <= 8")
+    return best
