@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Frame header: fields, bit layout, CRC, channel code and QPSK symbols.
+
+Bit layout (96 info bits, MSB first within each field, fields in this order)::
+
+    version 2 (=1) | tx_id 8 | image_id 12 | attempt 4 | frame_idx 12 |
+    bh-1 3 | bw-1 3 | planes-1 3 | channels-1 2 | profile 2 | design_snr_db+16 5 | key_id 4 |
+    height-1 12 | width-1 12 | frame_len_log2-4 4 | reserved 8 (=0)
+
+then CRC-16-CCITT (16 bits, :mod:`infercom.crc`) -> 112 bits -> K=7 rate-1/2 convolutional code with zero tail
+(:mod:`infercom.fec`) -> 236 coded bits -> repeated ``HEADER_REPS`` times -> XOR with a PRBS-15 scrambler
+(breaks the periodicity of the repetitions) -> Gray QPSK (two coded bits per symbol, unit power), i.e.
+``118 * HEADER_REPS`` symbols.  The receiver adds the LLRs of the repetitions, runs one soft Viterbi pass, checks
+the CRC and then every field (version, reserved bits, channels in {1, 3}, known profile, frame_len_log2 in
+4..16, frame_idx < frame_count): a header that fails any check is rejected (``None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import crc, fec
+
+__all__ = ["FrameHeader", "encode_header", "decode_header", "header_llr", "HEADER_INFO_BITS",
+           "HEADER_REPS", "HEADER_CODED_BITS", "HEADER_SYMBOLS", "HEADER_VERSION", "header_bits",
+           "parse_header_bits", "PROFILES"]
+
+HEADER_VERSION = 1
+PROFILES = ("importance", "equal")
+#: (name, width in bits, offset added when packing)
+_FIELDS = (
+    ("version", 2, 0),
+    ("tx_id", 8, 0),
+    ("image_id", 12, 0),
+    ("attempt", 4, 0),
+    ("frame_idx", 12, 0),
+    ("bh", 3, -1),
+    ("bw", 3, -1),
+    ("planes", 3, -1),
+    ("channels", 2, -1),
+    ("profile", 2, 0),
+    ("design_snr_db", 5, 16),
+    ("key_id", 4, 0),
+    ("height", 12, -1),
+    ("width", 12, -1),
+    ("frame_len_log2", 4, -4),
+    ("reserved", 8, 0),
+)
+HEADER_INFO_BITS = sum(w for _, w, _ in _FIELDS)  # 96
+assert HEADER_INFO_BITS == 96
+_CW_INFO = HEADER_INFO_BITS + crc.CRC_BITS  # 112
+HEADER_CODED_BITS = fec.coded_len(_CW_INFO)  # 236
+#: repetitions of the coded header; chosen by measurement so that the header decodes at Es/N0 = -10 dB in
+#: >= 99 % of trials with margin (see docs/phy.md)
+HEADER_REPS = 24
+HEADER_SYMBOLS = HEADER_REPS * HEADER_CODED_BITS // 2
+
+MIN_FRAME_LEN_LOG2 = 4
+MAX_FRAME_LEN_LOG2 = 16
+
+_RANGES = {
+    "tx_id": (0, 255), "image_id": (0, 4095), "attempt": (0, 15), "frame_idx": (0, 4095),
+    "bh": (1, 8), "bw": (1, 8), "planes": (1, 8), "design_snr_db": (-16, 15), "key_id": (0, 15),
+    "height": (1, 4096), "width": (1, 4096), "frame_len_log2": (MIN_FRAME_LEN_LOG2, MAX_FRAME_LEN_LOG2),
+}
+
+
+def _prbs15(n: int) -> np.ndarray:
+    """PRBS-15 (x^15 + x^14 + 1), register seeded with all ones; n bits (uint8)."""
+    reg = 0x7FFF
+    out = np.empty(n, dtype=np.uint8)
+    for i in range(n):
+        b = ((reg >> 14) ^ (reg >> 13)) & 1
+        reg = ((reg << 1) | b) & 0x7FFF
+        out[i] = b
+    return out
+
+
+_SCRAMBLE = _prbs15(HEADER_REPS * HEADER_CODED_BITS)
+_SCRAMBLE_SIGN = (1.0 - 2.0 * _SCRAMBLE).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """Everything a receiver needs to place a frame's payload: ids, link configuration and image size."""
+
+    tx_id: int
+    image_id: int
+    attempt: int
+    frame_idx: int
+    bh: int
+    bw: int
+    planes: int
+    channels: int
+    profile: str
+    design_snr_db: int
+    key_id: int
+    height: int
+    width: int
+    frame_len_log2: int = 15
+
+    def __post_init__(self):
+        for name, (lo, hi) in _RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"header field {name} must be an integer in {lo}..{hi}, got {v!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"header field channels must be 1 or 3, got {self.channels!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"header field profile must be one of {PROFILES}, got {self.profile!r}")
+        n = self.frame_count()
+        if self.frame_idx >= n:
+            raise ValueError(f"frame_idx {self.frame_idx} out of range: the image has {n} frames")
+
+    @classmethod
+    def for_image(cls, cfg, height: int, width: int, channels: int, tx_id: int, image_id: int,
+                  frame_idx: int = 0, attempt: int = 0, frame_len_log2: int = 15) -> "FrameHeader":
+        """Header of frame ``frame_idx`` of an image sent with :class:`infercom.link.LinkConfig` ``cfg``."""
+        return cls(tx_id=tx_id, image_id=image_id, attempt=attempt, frame_idx=frame_idx, bh=cfg.bh, bw=cfg.bw,
+                   planes=cfg.planes, channels=channels, profile=cfg.profile, design_snr_db=cfg.design_snr_db,
+                   key_id=cfg.key_id, height=height, width=width, frame_len_log2=frame_len_log2)
+
+    def link_config(self):
+        from .link import LinkConfig
+
+        return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
+                          design_snr_db=int(self.design_snr_db), key_id=self.key_id)
+
+    def layout(self):
+        from .link import layout
+
+        return layout(self.height, self.width, self.channels, self.link_config())
+
+    def n_symbols(self) -> int:
+        """Payload symbols of the whole image (computed without building a LinkConfig)."""
+        lh = -(-self.height // self.bh)
+        lw = -(-self.width // self.bw)
+        n_val = lh * lw * self.channels
+        return -(-n_val // 2) * self.planes
+
+    def frame_len(self) -> int:
+        return 1 << self.frame_len_log2
+
+    def frame_count(self) -> int:
+        """Frames of the image: ``ceil(n_symbols / 2**frame_len_log2)``."""
+        return -(-self.n_symbols() // self.frame_len())
+
+    def payload_len(self) -> int:
+        """Data symbols carried by this frame (the last frame of an image may be shorter)."""
+        return min(self.frame_len(), self.n_symbols() - self.frame_idx * self.frame_len())
+
+    def replace(self, **kw) -> "FrameHeader":
+        from dataclasses import replace
+
+        return replace(self, **kw)
+
+
+def header_bits(h: FrameHeader) -> np.ndarray:
+    """The 96 info bits of ``h`` (uint8, MSB first per field)."""
+    if not isinstance(h, FrameHeader):
+        raise ValueError(f"expected a FrameHeader, got {type(h).__name__}")
+    vals = {f: getattr(h, f) for f, _, _ in _FIELDS if f not in ("version", "reserved", "profile")}
+    vals["version"] = HEADER_VERSION
+    vals["reserved"] = 0
+    vals["profile"] = PROFILES.index(h.profile)
+    out = []
+    for name, width, off in _FIELDS:
+        v = int(vals[name]) + off
+        assert 0 <= v < (1 << width), (name, v)
+        out.extend((v >> (width - 1 - i)) & 1 for i in range(width))
+    return np.array(out, dtype=np.uint8)
+
+
+def parse_header_bits(bits) -> FrameHeader | None:
+    """Inverse of :func:`header_bits`; ``None`` when any field is out of range or a fixed field is wrong."""
+    b = np.asarray(bits, dtype=np.int64)
+    if b.shape != (HEADER_INFO_BITS,):
+        raise ValueError(f"expected {HEADER_INFO_BITS} header bits, got shape {b.shape}")
+    vals = {}
+    pos = 0
+    for name, width, off in _FIELDS:
+        v = 0
+        for i in range(width):
+            v = (v << 1) | int(b[pos + i])
+        pos += width
+        vals[name] = v - off
+    if vals.pop("version") != HEADER_VERSION or vals.pop("reserved") != 0:
+        return None
+    if vals["profile"] >= len(PROFILES):
+        return None
+    vals["profile"] = PROFILES[vals["profile"]]
+    try:
+        return FrameHeader(**vals)
+    except ValueError:
+        return None
+
+
+def encode_header(h: FrameHeader) -> np.ndarray:
+    """Header symbols: complex64 ``(HEADER_SYMBOLS,)``, Gray QPSK with unit power."""
+    cw = fec.encode(crc.append_crc(header_bits(h)))
+    c = np.tile(cw, HEADER_REPS) ^ _SCRAMBLE
+    s = (1.0 - 2.0 * c.astype(np.float32)) / np.float32(np.sqrt(2.0))
+    return (s[0::2] + 1j * s[1::2]).astype(np.complex64)
+
+
+def header_llr(y, noise_var) -> np.ndarray:
+    """Combined (over repetitions, descrambled) LLRs of the 236 coded header bits, float32."""
+    yy = np.asarray(y)
+    if yy.shape != (HEADER_SYMBOLS,):
+        raise ValueError(f"expected {HEADER_SYMBOLS} header symbols, got shape {yy.shape}")
+    yy = yy.astype(np.complex64, copy=False)
+    nv = np.asarray(noise_var, dtype=np.float32)
+    if nv.ndim > 1 or (nv.ndim == 1 and nv.size != HEADER_SYMBOLS):
+        raise ValueError("noise_var must be a scalar or one value per header symbol")
+    if not (np.all(np.isfinite(yy)) and np.all(nv > 0)) or np.any(np.isnan(nv)):
+        raise ValueError("header symbols must be finite and noise_var > 0")
+    scale = np.float32(2.0 * np.sqrt(2.0)) / nv
+    llr = np.empty(2 * HEADER_SYMBOLS, dtype=np.float32)
+    llr[0::2] = yy.real * scale
+    llr[1::2] = yy.imag * scale
+    llr = np.nan_to_num(llr, posinf=0.0, neginf=0.0)  # noise_var = inf: no information
+    llr *= _SCRAMBLE_SIGN
+    return fec.combine_repetitions(llr, HEADER_CODED_BITS)
+
+
+def decode_header(y, noise_var) -> FrameHeader | None:
+    """Decode equalised header symbols ``y`` (complex, ``(HEADER_SYMBOLS,)``) with complex noise variance
+    ``noise_var`` (scalar or per symbol).  Returns the header, or ``None`` when the CRC or a field check fails."""
+    llr = header_llr(y, noise_var)
+    bits = fec.viterbi(llr, _CW_INFO)
+    if not crc.check_crc(bits):
+        return None
+    return parse_header_bits(bits[:HEADER_INFO_BITS])
