@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The QoE metric interface and input validation shared by every metric (no torch here)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class QoEMetric(Protocol):
+    """A quality-of-experience score of a restored image.
+
+    ``name``: registry name; ``higher_is_better``: direction; ``range``: (low, high) of possible values
+    (``inf`` where unbounded).
+    """
+
+    name: str
+    higher_is_better: bool
+    range: tuple[float, float]
+
+    def score(self, restored: np.ndarray, observation: np.ndarray | None = None,
+              meta: dict | None = None) -> float:
+        """``restored``: uint8 (H, W, C) or (H, W); ``observation``: float32 (h, w, C) low-res MMSE image in
+        [0, 255]; ``meta``: the restorer's meta (bh, bw, height, width, channels, ...)."""
+        ...
+
+
+def as_image(img: np.ndarray, what: str = "restored") -> np.ndarray:
+    """Validate a uint8 image and return it as (H, W, C) with C in (1, 3)."""
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{what} image must be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3):
+        raise ValueError(f"{what} image must be (H, W) or (H, W, C) with C in (1, 3), got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{what} image is empty: shape {a.shape}")
+    return a
+
+
+def as_observation(obs: np.ndarray) -> np.ndarray:
+    """Validate an MMSE low-res observation: finite float (h, w, C) in [0, 255] -> float32 (h, w, C)."""
+    a = np.asarray(obs)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"observation must be (h, w, C) with C in (1, 3), got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"observation must be numeric, got {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("observation contains NaN or inf")
+    if a.min() < -1e-3 or a.max() > 255.0 + 1e-3:
+        raise ValueError(f"observation must lie in [0, 255], got [{a.min():.3f}, {a.max():.3f}]")
+    return np.clip(a, 0.0, 255.0)
+
+
+def rgb_to_gray(img: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2gray`` of a uint8 image (rounded to integers, as MATLAB returns uint8), float64 (H, W)."""
+    a = as_image(img)
+    if a.shape[2] == 1:
+        return a[:, :, 0].astype(np.float64)
+    coef = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+    return np.round(a.astype(np.float64) @ coef)
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """Y of MATLAB's ``rgb2ycbcr`` (ITU-R BT.601, [16, 235]) of a uint8 image, float64 (H, W), unrounded."""
+    a = as_image(img)
+    if a.shape[2] == 1:
+        return a[:, :, 0].astype(np.float64)
+    rgb = a.astype(np.float64)
+    return 16.0 + (rgb @ np.array([65.481, 128.553, 24.966])) / 255.0

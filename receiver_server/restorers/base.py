@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The restorer interface, meta validation and the image plumbing every restorer shares (no torch here).
+
+Contract (docs/internals.md, ``receiver_server``): ``restore(observation, meta) -> uint8 (height, width, C)``
+with ``observation`` the float32 (h, w, C) MMSE low-res image in [0, 255] and ``meta`` holding ``bh``, ``bw``,
+``height``, ``width``, ``channels``, ``snr_db``, ``attempts`` and ``missing`` (bool (h, w) mask of low-res
+pixels that had no symbols).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from infercom import link, source
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    name: str
+
+    def restore(self, observation: np.ndarray, meta: dict) -> np.ndarray:
+        """float32 (h, w, C) MMSE low-res image in [0, 255] + meta -> uint8 (height, width, C)."""
+        ...
+
+
+REQUIRED_META = ("bh", "bw", "height", "width", "channels")
+
+
+def check_inputs(observation: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
+    """Validate an observation and its meta; return (float32 (h, w, C) clipped to [0, 255], normalised meta).
+
+    Raises ValueError naming the offending field: missing keys, a shape that does not match
+    ``ceil(height/bh) x ceil(width/bw) x channels``, NaN/inf, values outside [0, 255], a bad ``missing`` mask.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
+    absent = [k for k in REQUIRED_META if k not in meta]
+    if absent:
+        raise ValueError(f"meta lacks required keys {absent}")
+    m = dict(meta)
+    for k in REQUIRED_META:
+        v = m[k]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"meta[{k!r}] must be an integer, got {v!r}")
+        m[k] = int(v)
+    source.check_block(m["bh"], m["bw"])
+    if m["channels"] not in (1, 3):
+        raise ValueError(f"meta['channels'] must be 1 or 3, got {m['channels']}")
+    for k in ("height", "width"):
+        if not 1 <= m[k] <= source.MAX_SIDE:
+            raise ValueError(f"meta[{k!r}] must be in 1..{source.MAX_SIDE}, got {m[k]}")
+    obs = np.asarray(observation)
+    if obs.ndim == 2:
+        obs = obs[:, :, None]
+    lh, lw = source.lowres_shape(m["height"], m["width"], m["bh"], m["bw"])
+    want = (lh, lw, m["channels"])
+    if obs.shape != want:
+        raise ValueError(f"observation shape {obs.shape} does not match {want} for a {m['height']}x{m['width']}"
+                         f"x{m['channels']} image with {m['bh']}x{m['bw']} blocks")
+    if not np.issubdtype(obs.dtype, np.number) or np.iscomplexobj(obs):
+        raise ValueError(f"observation must be real numbers, got {obs.dtype}")
+    obs = obs.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(obs)):
+        raise ValueError("observation contains NaN or inf")
+    if obs.min() < -1e-3 or obs.max() > 255.0 + 1e-3:
+        raise ValueError(f"observation must lie in [0, 255], got [{obs.min():.3f}, {obs.max():.3f}]")
+    missing = m.get("missing")
+    if missing is not None:
+        mk = np.asarray(missing)
+        if mk.shape != (lh, lw) or mk.dtype != np.bool_:
+            raise ValueError(f"meta['missing'] must be a bool ({lh}, {lw}) mask, got {mk.dtype} {mk.shape}")
+        m["missing"] = mk
+    return np.clip(obs, 0.0, 255.0), m
+
+
+def layout_of(meta: dict) -> link.ImageLayout:
+    """The link layout of the image described by (validated) meta."""
+    return link.layout(meta["height"], meta["width"], meta["channels"],
+                       link.LinkConfig(bh=meta["bh"], bw=meta["bw"]))
+
+
+def upsample_observation(observation: np.ndarray, meta: dict, method: str = "bicubic") -> np.ndarray:
+    """The papers' conventional baseline: interpolate the low-res observation to uint8 (height, width, C)
+    (``infercom.link.upsample``)."""
+    return link.upsample(observation, layout_of(meta), method=method)
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 1 or 3) -> uint8 (H, W, 3) (grey replicated)."""
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def from_rgb(img: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (H, W, channels); grey = rounded mean of the three planes."""
+    if channels == 3:
+        return img
+    return np.rint(img.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+
+
+def resize_uint8(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic resize of a uint8 (H, W, C) image to (height, width, C); identity when the size matches."""
+    if img.shape[:2] == (height, width):
+        return img
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(img[:, :, c])).resize((width, height),
+                                                                                   Image.BICUBIC))
+              for c in range(img.shape[2])]
+    return np.stack(planes, axis=2)
+
+
+def float01_to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 with rounding and clipping; NaN is an error, not a black pixel."""
+    a = np.asarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("restoration produced NaN or inf pixels")
+    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+def check_output(img: np.ndarray, meta: dict) -> np.ndarray:
+    """Assert a restorer's output obeys the contract: uint8 (height, width, channels)."""
+    want = (meta["height"], meta["width"], meta["channels"])
+    if img.dtype != np.uint8 or img.shape != want:
+        raise RuntimeError(f"restorer produced {img.dtype} {img.shape}, contract is uint8 {want}")
+    return img
