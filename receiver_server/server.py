@@ -1,0 +1,460 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The inference server: soft frames -> assembled, Chase-combined image -> MMSE pixels -> restoration -> QoE
+-> ACK/NACK/FAIL to the right transmitter.
+
+Threads: one I/O thread owns both ZeroMQ sockets (ROUTER in, PUB out; docs/protocol.md) and the
+:class:`~receiver_server.assembly.Assembler`; ``workers`` inference threads take complete attempts from a
+bounded queue and put decisions on a result queue that the I/O thread publishes. A full inference queue is
+answered at once (NACK "busy": the attempt is already combined, nothing is lost). Every rejected message is
+counted by reason and logged (rate-limited); the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import sys
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from infercom import link, protocol
+from infercom.protocol import Feedback, ProtocolError, SoftFrame, StatusRequest
+
+from .assembly import Assembler, AttemptJob
+from .config import ServerConfig
+from .policy import Decision, decide
+from .records import RecordSink, ServerStats
+
+__all__ = ["InferenceServer", "JsonFormatter", "make_logger", "resolve_thresholds", "default_qoe_names"]
+
+#: libzmq drops (and disconnects) anything above this before we see it; between MAX_SOFT_FRAME_BYTES and this
+#: a message is read, rejected as "oversized" and counted
+_ZMQ_MAXMSGSIZE = 4 * protocol.MAX_SOFT_FRAME_BYTES
+#: the offline default QoE set (issue #4: NIQE + an offline consistency proxy) if the QoE package names none
+_FALLBACK_QOE = ("niqe", "consistency")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (unix s), level, event, and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        d = {"ts": round(record.created, 6), "level": record.levelname.lower(), "event": record.getMessage()}
+        d.update(getattr(record, "fields", {}))
+        return json.dumps(d, separators=(",", ":"), default=str)
+
+
+def make_logger(name: str, log_file: str | None, level: str) -> logging.Logger:
+    log = logging.getLogger(name)
+    log.handlers.clear()
+    log.propagate = False
+    h: logging.Handler
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        h = logging.FileHandler(log_file)
+    else:
+        h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(JsonFormatter())
+    log.addHandler(h)
+    log.setLevel(level.upper())
+    return log
+
+
+def default_qoe_names() -> tuple[str, ...]:
+    """The QoE package's offline default metric set (``receiver_server.qoe.DEFAULT_QOE``)."""
+    from . import qoe
+    names = getattr(qoe, "DEFAULT_QOE", None) or _FALLBACK_QOE
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float]) -> dict[str, float]:
+    """Thresholds per metric: the configured ones, else the metric's own ``threshold`` attribute, else the
+    QoE package's ``DEFAULT_THRESHOLDS``. Metrics without any threshold are reported but not tested."""
+    out = {}
+    try:
+        from . import qoe
+        pkg = dict(getattr(qoe, "DEFAULT_THRESHOLDS", {}) or {})
+    except ImportError:
+        pkg = {}
+    for name, m in metrics.items():
+        if name in configured:
+            out[name] = float(configured[name])
+        elif getattr(m, "threshold", None) is not None:
+            out[name] = float(m.threshold)
+        elif name in pkg:
+            out[name] = float(pkg[name])
+    unknown = sorted(set(configured) - set(metrics))
+    if unknown:
+        raise ValueError(f"thresholds given for metrics that are not loaded: {unknown}")
+    return out
+
+
+class _RateLimiter:
+    def __init__(self, per_s: float):
+        self.per_s = per_s
+        self._win: dict[str, tuple[float, int]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        start, n = self._win.get(key, (now, 0))
+        if now - start >= 1.0:
+            start, n = now, 0
+        self._win[key] = (start, n + 1)
+        return n < self.per_s
+
+
+class InferenceServer:
+    """The server. ``restorer`` / ``metrics`` may be given as objects (tests); by default they are built from
+    ``cfg.restorer`` / ``cfg.qoe`` through ``receiver_server.restorers.get_restorer`` and
+    ``receiver_server.qoe.get_qoe``.
+
+    ``start()`` binds and runs in background threads; ``stop()`` joins them; ``serve_forever()`` blocks.
+    ``status()`` is the same dict the ``status`` message returns.
+    """
+
+    def __init__(self, cfg: ServerConfig, restorer: Any = None, metrics: dict[str, Any] | None = None,
+                 logger: logging.Logger | None = None):
+        self.cfg = cfg
+        self.log = logger or make_logger("receiver_server", cfg.log_file, cfg.log_level)
+        if restorer is None:
+            from .restorers import get_restorer
+            restorer = get_restorer(cfg.restorer, cfg.device, dict(cfg.restorer_config) or None)
+        self.restorer = restorer
+        if metrics is None:
+            from .qoe import get_qoe
+            names = cfg.qoe or default_qoe_names()
+            if tuple(names) == ("none",):
+                names = ()
+            metrics = {n: get_qoe(n, cfg.device, dict(cfg.qoe_config.get(n, {})) or None) for n in names}
+        self.metrics = dict(metrics)
+        self.thresholds = resolve_thresholds(self.metrics, dict(cfg.policy.thresholds))
+        self.higher_is_better = {n: bool(m.higher_is_better) for n, m in self.metrics.items()}
+        self.stats = ServerStats()
+        self.records = RecordSink(cfg.records_file)
+        self.assembler = Assembler(self.stats, cfg.assembly_timeout_s, cfg.max_images, cfg.max_buffer_bytes,
+                                   cfg.image_ttl_s)
+        self._jobs: queue.Queue[AttemptJob | None] = queue.Queue(maxsize=cfg.max_queue)
+        self._results: queue.Queue[tuple[AttemptJob, Decision, dict, dict]] = queue.Queue()
+        self._streams: OrderedDict[int, int] = OrderedDict()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._limiter = _RateLimiter(cfg.reject_log_per_s)
+        self._error: BaseException | None = None
+        self.bound: dict[str, str] = {}
+        if cfg.artifacts_dir:
+            Path(cfg.artifacts_dir).mkdir(parents=True, exist_ok=True)
+        if not self.thresholds:
+            self.log.warning("no_thresholds", extra={"fields": {
+                "metrics": sorted(self.metrics), "note": "every attempt will be acknowledged"}})
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout_s: float = 10.0) -> "InferenceServer":
+        io = threading.Thread(target=self._io_loop, name="server-io", daemon=True)
+        self._threads = [io] + [threading.Thread(target=self._worker, name=f"server-worker-{i}", daemon=True)
+                                for i in range(self.cfg.workers)]
+        for t in self._threads:
+            t.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"server did not bind within {timeout_s} s: {self._error}")
+        if self._error is not None:
+            self.stop()
+            raise RuntimeError(f"server failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        for _ in range(self.cfg.workers):
+            try:
+                self._jobs.put_nowait(None)
+            except queue.Full:
+                pass
+        for t in self._threads:
+            t.join(timeout_s)
+        self._threads = []
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set():
+                time.sleep(0.2)
+                if not all(t.is_alive() for t in self._threads):
+                    raise RuntimeError(f"a server thread died: {self._error}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> "InferenceServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def status(self) -> dict[str, Any]:
+        self.stats.set_gauge("queue_depth", self._jobs.qsize())
+        self.stats.set_gauge("images_held", len(self.assembler))
+        self.stats.set_gauge("buffer_bytes", self.assembler.nbytes)
+        self.stats.set_gauge("streams_tracked", len(self._streams))
+        snap = self.stats.snapshot()
+        snap.update({"protocol_version": protocol.VERSION, "restorer": getattr(self.restorer, "name", "?"),
+                     "qoe": sorted(self.metrics), "thresholds": self.thresholds, "bound": self.bound,
+                     "max_attempts": self.cfg.policy.max_attempts})
+        return snap
+
+    # ------------------------------------------------------------------ I/O thread
+    def _setup_sockets(self, ctx: zmq.Context) -> tuple[zmq.Socket, zmq.Socket]:
+        router = ctx.socket(zmq.ROUTER)
+        pub = ctx.socket(zmq.PUB)
+        for s in (router, pub):
+            s.setsockopt(zmq.LINGER, 500)
+        router.setsockopt(zmq.MAXMSGSIZE, _ZMQ_MAXMSGSIZE)
+        router.setsockopt(zmq.RCVHWM, 4096)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        pub.setsockopt(zmq.SNDHWM, 4096)
+        if self.cfg.curve_secret_file:
+            from zmq.auth import load_certificate
+            public, secret = load_certificate(self.cfg.curve_secret_file)
+            if secret is None:
+                raise ValueError(f"{self.cfg.curve_secret_file} holds no secret key")
+            for s in (router, pub):
+                s.curve_secretkey = secret
+                s.curve_publickey = public
+                s.curve_server = True
+        router.bind(self.cfg.bind)
+        pub.bind(self.cfg.feedback_address)
+        self.bound = {"soft_frames": router.getsockopt(zmq.LAST_ENDPOINT).decode(),
+                      "feedback": pub.getsockopt(zmq.LAST_ENDPOINT).decode()}
+        return router, pub
+
+    def _io_loop(self) -> None:
+        ctx = zmq.Context()
+        router = pub = None
+        try:
+            router, pub = self._setup_sockets(ctx)
+            self.log.info("listening", extra={"fields": {**self.bound, "restorer": self.cfg.restorer,
+                                                         "qoe": sorted(self.metrics),
+                                                         "thresholds": self.thresholds,
+                                                         "curve": bool(self.cfg.curve_secret_file)}})
+            self._ready.set()
+            poller = zmq.Poller()
+            poller.register(router, zmq.POLLIN)
+            while not self._stop.is_set():
+                if poller.poll(10):
+                    for _ in range(1000):
+                        try:
+                            frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                        except zmq.Again:
+                            break
+                        self._on_message(router, pub, frames)
+                now = time.monotonic()
+                jobs, events = self.assembler.poll(now)
+                for ev in events:
+                    self._on_event(pub, ev)
+                for job in jobs:
+                    self._enqueue(pub, job)
+                while True:
+                    try:
+                        job, dec, scores, lat = self._results.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._publish_decision(pub, job, dec, scores, lat)
+        except BaseException as exc:     # noqa: BLE001 - reported through start()/serve_forever()
+            self._error = exc
+            self.log.error("io_thread_error", extra={"fields": {"error": repr(exc)}})
+            self._ready.set()
+        finally:
+            for s in (router, pub):
+                if s is not None:
+                    s.close()
+            ctx.term()
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.stats.reject(reason)
+        if self._limiter.allow(reason, time.monotonic()):
+            self.log.warning("reject", extra={"fields": {"reason": reason, "detail": detail[:300]}})
+
+    def _on_message(self, router: zmq.Socket, pub: zmq.Socket, frames: list[bytes]) -> None:
+        self.stats.inc("messages_in")
+        if len(frames) < 2 or len(frames) > 3 or (len(frames) == 3 and frames[1] != b""):
+            self._reject("bad_field", f"expected [identity, (empty,) message], got {len(frames)} frames")
+            return
+        envelope, payload = frames[:-1], frames[-1]
+        try:
+            msg = protocol.decode(payload)
+        except ProtocolError as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        if isinstance(msg, StatusRequest):
+            body = self.status()
+            try:
+                out = protocol.encode(protocol.StatusResponse(body))
+            except ProtocolError as exc:     # cannot happen with bounded counters; be safe
+                out = protocol.encode(protocol.StatusResponse({"error": str(exc)}))
+            router.send_multipart(envelope + [out])
+            self.stats.inc("status_requests")
+            return
+        if not isinstance(msg, SoftFrame):
+            self._reject("unexpected_type", f"{type(msg).__name__} is not accepted by the server")
+            return
+        last = self._streams.get(msg.stream_id)
+        if last is not None and msg.seq <= last:
+            self._reject("replay", f"stream {msg.stream_id:#x} seq {msg.seq} <= last {last}")
+            return
+        self._streams[msg.stream_id] = msg.seq
+        self._streams.move_to_end(msg.stream_id)
+        while len(self._streams) > self.cfg.max_streams:
+            self._streams.popitem(last=False)
+        try:
+            events = self.assembler.add(msg, time.monotonic())
+        except ValueError as exc:           # a frame the link layer refuses (should be caught by decode)
+            self._reject("bad_field", f"assembly refused the frame: {exc}")
+            return
+        for ev in events:
+            self._on_event(pub, ev)
+
+    def _on_event(self, pub: zmq.Socket, ev) -> None:
+        if ev.kind == "reanswer":
+            fb = Feedback(tx_id=ev.key[0], image_id=ev.key[1], attempt=ev.attempt, decision=ev.decision,
+                          reason=f"already decided {ev.decision}")
+            self._send_feedback(pub, fb)
+            self.stats.inc("reanswers")
+            self.log.info("reanswer", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
+                                                        "attempt": ev.attempt, "decision": ev.decision}})
+        elif ev.kind == "record":
+            self.records.add(ev.record)
+            self.log.info("image_closed", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
+                                                            "outcome": ev.record["outcome"]}})
+
+    def _enqueue(self, pub: zmq.Socket, job: AttemptJob) -> None:
+        job.queued_at = time.monotonic()
+        self.stats.add_latency("assembly", 1e3 * (job.completed_at - job.first_frame_at))
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self.stats.inc("busy_nacks")
+            if job.attempt + 1 >= self.cfg.policy.max_attempts:
+                dec = Decision("FAIL", "server busy (inference queue full) at the attempt limit")
+            else:
+                dec = Decision("NACK", "server busy (inference queue full); resend for Chase combining",
+                               "chase")
+            self._publish_decision(pub, job, dec, {}, {})
+
+    def _send_feedback(self, pub: zmq.Socket, fb: Feedback) -> None:
+        pub.send_multipart([protocol.feedback_topic(fb.tx_id), protocol.encode(fb)])
+        self.stats.inc("feedback_sent")
+
+    def _publish_decision(self, pub: zmq.Socket, job: AttemptJob, dec: Decision, scores: dict[str, float],
+                          lat: dict[str, float]) -> None:
+        tx_id, image_id = job.key
+        nxt = job.attempt + 1 if dec.decision == "NACK" else 0
+        if dec.decision == "NACK" and nxt > 15:       # no attempt number left
+            dec = Decision("FAIL", f"attempt numbers exhausted; {dec.reason}")
+            nxt = 0
+        fb = Feedback(tx_id=tx_id, image_id=image_id, attempt=job.attempt, decision=dec.decision,
+                      reason=dec.reason[:512], scores={k: v for k, v in scores.items() if math.isfinite(v)},
+                      mode=dec.mode if dec.decision == "NACK" else "none", frames=dec.frames,
+                      refine_bh=dec.refine_bh, refine_bw=dec.refine_bw, next_attempt=nxt)
+        self._send_feedback(pub, fb)
+        lat = dict(lat)
+        lat["total"] = 1e3 * (time.monotonic() - job.completed_at)
+        self.stats.add_latency("total", lat["total"])
+        self.stats.decision(dec.decision)
+        im = self.assembler.get(job.key)
+        same = im is not None and im.generation == job.generation
+        info = im.attempt_info(job.attempt, job.generation) if same else None
+        if info is not None:
+            info.decision, info.reason, info.mode = dec.decision, dec.reason, fb.mode
+            info.scores = dict(scores)
+            info.latency_ms = {k: round(v, 3) for k, v in lat.items()}
+            info.request = (list(dec.frames) if dec.mode == "selective" else
+                            [dec.refine_bh, dec.refine_bw] if dec.mode == "refine" else None)
+        if same:
+            im.in_flight = max(0, im.in_flight - 1)
+            if dec.decision == "NACK" and dec.mode == "selective" and im.newest_attempt == job.attempt:
+                im.next_expected = tuple(dec.frames)
+            if dec.decision in ("ACK", "FAIL") and im.decision is None:
+                im.decision, im.decided_attempt = dec.decision, job.attempt
+                self.records.add(im.record())
+        self.log.info("decision", extra={"fields": {
+            "tx_id": tx_id, "image_id": image_id, "attempt": job.attempt, "decision": dec.decision,
+            "mode": fb.mode, "reason": dec.reason, "scores": scores, "attempts_combined": job.attempts_combined,
+            "missing_frames": len(job.missing_frames), "latency_ms": {k: round(v, 2) for k, v in lat.items()}}})
+
+    # ------------------------------------------------------------------ inference
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._jobs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if job is None:
+                break
+            try:
+                dec, scores, lat = self.process(job)
+            except Exception as exc:      # noqa: BLE001 - a failing restorer/metric must not stop the server
+                self.stats.inc("inference_errors")
+                self.log.error("inference_error", extra={"fields": {"tx_id": job.key[0], "image_id": job.key[1],
+                                                                    "attempt": job.attempt, "error": repr(exc)}})
+                if job.attempt + 1 >= self.cfg.policy.max_attempts:
+                    dec = Decision("FAIL", f"server error at the attempt limit: {exc!r}"[:500])
+                else:
+                    dec = Decision("NACK", f"server error: {exc!r}"[:500], "chase")
+                scores, lat = {}, {}
+            self._results.put((job, dec, scores, lat))
+
+    def process(self, job: AttemptJob) -> tuple[Decision, dict[str, float], dict[str, float]]:
+        """LLRs -> MMSE low-res image -> restoration -> QoE -> policy decision (runs in a worker thread)."""
+        lat = {"queue": 1e3 * (time.monotonic() - job.queued_at)}
+        self.stats.add_latency("queue", lat["queue"])
+        c = job.config
+        lcfg = c.link_config()
+        lay = link.layout(c.height, c.width, c.channels, lcfg)
+        t0 = time.perf_counter()
+        llr = link.soft_to_llr(job.y, job.noise_var, lay, lcfg)
+        t1 = time.perf_counter()
+        obs = link.llr_to_lowres(llr, lay, lcfg, "mmse")
+        missing = np.all(llr == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
+        t2 = time.perf_counter()
+        finite = job.frame_snr_db[np.isfinite(job.frame_snr_db)]
+        snr_db = (10 * math.log10(np.sum(10 ** (finite / 10)) / job.frame_snr_db.size) if finite.size else -99.0)
+        meta = {"bh": c.bh, "bw": c.bw, "height": c.height, "width": c.width, "channels": c.channels,
+                "snr_db": float(snr_db), "attempts": job.attempts_combined, "missing": missing,
+                "tx_id": job.key[0], "image_id": job.key[1], "attempt": job.attempt}
+        restored = self.restorer.restore(obs, meta)
+        t3 = time.perf_counter()
+        scores = {}
+        for name, m in self.metrics.items():
+            scores[name] = float(m.score(restored, obs, meta))
+        t4 = time.perf_counter()
+        lat.update(llr=1e3 * (t1 - t0), pixels=1e3 * (t2 - t1), restore=1e3 * (t3 - t2), qoe=1e3 * (t4 - t3))
+        for k in ("llr", "pixels", "restore", "qoe"):
+            self.stats.add_latency(k, lat[k])
+        dec = decide(scores, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
+                     job.frame_snr_db, c.bh, c.bw)
+        if self.cfg.artifacts_dir:
+            self._save_artifacts(job, obs, restored, scores, dec, snr_db)
+        return dec, scores, lat
+
+    def _save_artifacts(self, job: AttemptJob, obs: np.ndarray, restored: np.ndarray, scores: dict,
+                        dec: Decision, snr_db: float) -> None:
+        tx_id, image_id = job.key
+        path = Path(self.cfg.artifacts_dir) / f"tx{tx_id:03d}_img{image_id:04d}_g{job.generation}_a{job.attempt:02d}.npz"
+        rng = np.random.default_rng(job.attempt)
+        ok = np.isfinite(job.noise_var)
+        idx = np.flatnonzero(ok)
+        if idx.size > 4000:
+            idx = np.sort(rng.choice(idx, 4000, replace=False))
+        np.savez_compressed(path, observation=obs.astype(np.float32), restored=restored,
+                            y_sample=job.y[idx], noise_var_sample=job.noise_var[idx],
+                            info=json.dumps({"scores": scores, "decision": dec.decision, "reason": dec.reason,
+                                             "mode": dec.mode, "attempt": job.attempt,
+                                             "attempts_combined": job.attempts_combined, "snr_db": snr_db,
+                                             "bh": job.config.bh, "bw": job.config.bw}))

@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A simulated transmitter + symbol-level channel + receiver that talks to the server over the real protocol.
+
+This is the ``--path sim`` of the demo and the workhorse of the server's end-to-end tests: per frame the
+payload chunk (``infercom.link.encode_image`` + ``infercom.frame.segment``) goes through a symbol-level channel
+(``infercom.channel``: AWGN at Es/N0, optionally one Rayleigh coefficient per attempt or per frame), is
+equalised with the true channel coefficient (genie channel state: ``y = r / h``, ``noise_var = N0 / |h|^2``,
+measured Es/N0 = ``|h|^2 / N0``) and sent to the server as a ``soft_frame`` through a ZeroMQ DEALER.
+Feedback comes back on a SUB filtered by this transmitter's ``tx_id`` and drives ``infercom.arq``. Frames can
+also be dropped at random (``frame_loss``: a lost burst or a failed header). No sync, no pulse shaping: the
+GNU Radio loopback covers those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from infercom import channel, protocol
+from infercom.arq import ArqConfig, ArqQueue, SendPlan
+from infercom.frame import segment
+from infercom.header import FrameHeader
+from infercom.link import LinkConfig, encode_image
+
+__all__ = ["ChannelSpec", "SymbolChannel", "SimTransmitter", "status_request"]
+
+FADING = ("awgn", "block-attempt", "block-frame")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """Symbol-level channel. ``snr_db``: Es/N0 (dB, average over the fading); ``fading``: ``awgn`` |
+    ``block-attempt`` (one CN(0,1) coefficient per image attempt) | ``block-frame`` (one per frame);
+    ``frame_loss``: probability that a frame never reaches the server."""
+
+    snr_db: float = 10.0
+    fading: str = "awgn"
+    frame_loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.snr_db) or not -30 <= self.snr_db <= 60:
+            raise ValueError(f"snr_db must be in -30..60 dB, got {self.snr_db}")
+        if self.fading not in FADING:
+            raise ValueError(f"fading must be one of {FADING}, got {self.fading!r}")
+        if not 0 <= self.frame_loss < 1:
+            raise ValueError(f"frame_loss must be in [0, 1), got {self.frame_loss}")
+
+
+class SymbolChannel:
+    """Applies a :class:`ChannelSpec` to payload chunks and returns what an ideal receiver would hand on."""
+
+    def __init__(self, spec: ChannelSpec, rng: np.random.Generator):
+        self.spec = spec
+        self.rng = rng
+        self._h = np.complex64(1.0)
+
+    def new_attempt(self) -> None:
+        if self.spec.fading == "block-attempt":
+            self._h = channel.rayleigh_coeffs(1, self.rng)[0]
+
+    def frame(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | float, float] | None:
+        """Payload chunk -> (equalised y complex64, noise variance, measured Es/N0 dB), or None when lost."""
+        if self.spec.frame_loss and self.rng.random() < self.spec.frame_loss:
+            return None
+        h = channel.rayleigh_coeffs(1, self.rng)[0] if self.spec.fading == "block-frame" else self._h
+        n0 = 10.0 ** (-self.spec.snr_db / 10.0)
+        r = channel.awgn(h * x, self.spec.snr_db, self.rng)
+        g = float(abs(h) ** 2)
+        g = max(g, 1e-6)                 # a fade this deep is equalised to noise anyway
+        y = (r / h).astype(np.complex64)
+        return y, float(n0 / g), float(np.clip(10 * np.log10(g / n0), -60, 100))
+
+
+class SimTransmitter:
+    """One transmitter with its channel and an ideal receiver, driving the server through the protocol.
+
+    ``images``: list of ``(image_id, uint8 image, meta dict)``. ``server`` / ``feedback``: the server's ROUTER
+    and PUB addresses. ``run(deadline_s)`` returns the ARQ records (every image ends ACK or FAIL).
+    ``on_event(kind, data)`` (optional) is called with ``"feedback"`` / ``"plan"`` for progress display.
+    """
+
+    def __init__(self, tx_id: int, images: list[tuple[int, np.ndarray, dict]], server: str, feedback: str,
+                 link_cfg: LinkConfig | None = None, arq: ArqConfig | None = None,
+                 chan: ChannelSpec | None = None, seed: int = 0, frame_len_log2: int = 15, window: int = 1,
+                 curve_server_key: bytes | None = None,
+                 on_event: Callable[[str, Any], None] | None = None):
+        self.tx_id = int(tx_id)
+        self.images = {int(i): (np.asarray(img), dict(meta or {})) for i, img, meta in images}
+        self.server, self.feedback_addr = server, feedback
+        self.link_cfg = link_cfg or LinkConfig()
+        self.arq = arq or ArqConfig()
+        self.channel = SymbolChannel(chan or ChannelSpec(), np.random.default_rng(seed))
+        self.fll = int(frame_len_log2)
+        self.window = window
+        self.curve_server_key = curve_server_key
+        self.on_event = on_event
+        self.stream_id = secrets.randbits(64) or 1
+        self.seq = 0
+        self.frames_sent = 0
+        self.frames_lost = 0
+        self.send_dropped = 0
+        self.bad_feedback = 0
+        self._payload_cache: dict[tuple[int, int, int], tuple[np.ndarray, Any]] = {}
+
+    # ------------------------------------------------------------------
+    def _payload(self, image_id: int, bh: int, bw: int):
+        key = (image_id, bh, bw)
+        if key not in self._payload_cache:
+            cfg = dataclasses.replace(self.link_cfg, bh=bh, bw=bw)
+            self._payload_cache = {k: v for k, v in self._payload_cache.items() if k[0] == image_id}
+            self._payload_cache[key] = (*encode_image(self.images[image_id][0], cfg), cfg)
+        return self._payload_cache[key]
+
+    def _send(self, sock: zmq.Socket, plan: SendPlan) -> int:
+        payload, lay, cfg = self._payload(plan.image_id, plan.bh, plan.bw)
+        h0 = FrameHeader.for_image(cfg, lay.height, lay.width, lay.channels, self.tx_id, plan.image_id, 0,
+                                   plan.attempt, self.fll)
+        chunks = segment(payload, 1 << self.fll)
+        idx = range(len(chunks)) if plan.frames is None else [i for i in plan.frames if i < len(chunks)]
+        self.channel.new_attempt()
+        n = 0
+        for i in idx:
+            out = self.channel.frame(chunks[i])
+            n += 1
+            if out is None:
+                self.frames_lost += 1
+                continue
+            y, nv, snr = out
+            self.seq += 1
+            buf = protocol.encode_soft_frame(h0.replace(frame_idx=i), y, nv, snr, self.stream_id, self.seq)
+            try:
+                sock.send(buf, zmq.NOBLOCK)
+                self.frames_sent += 1
+            except zmq.Again:
+                self.send_dropped += 1        # the ARQ timeout covers it
+        if self.on_event:
+            self.on_event("plan", plan)
+        return n
+
+    def _curve(self, s: zmq.Socket) -> None:
+        if self.curve_server_key is not None:
+            pub, sec = zmq.curve_keypair()
+            s.curve_serverkey = self.curve_server_key
+            s.curve_publickey = pub
+            s.curve_secretkey = sec
+
+    def run(self, deadline_s: float = 120.0) -> list[dict[str, Any]]:
+        ctx = zmq.Context.instance()
+        dealer = ctx.socket(zmq.DEALER)
+        sub = ctx.socket(zmq.SUB)
+        try:
+            for s in (dealer, sub):
+                s.setsockopt(zmq.LINGER, 0)
+                self._curve(s)
+            dealer.setsockopt(zmq.SNDHWM, 10000)
+            dealer.connect(self.server)
+            sub.setsockopt(zmq.SUBSCRIBE, protocol.feedback_topic(self.tx_id))
+            sub.connect(self.feedback_addr)
+            time.sleep(0.2)                  # let the subscription reach the server (slow joiner)
+            q = ArqQueue(self.tx_id, self.arq, self.window)
+            for image_id, (img, meta) in self.images.items():
+                q.add(image_id, self.link_cfg.bh, self.link_cfg.bw, meta)
+            t_end = time.monotonic() + deadline_s
+            while not q.finished:
+                now = time.monotonic()
+                if now >= t_end:
+                    q.abort_all(now, f"transmitter deadline {deadline_s} s reached")
+                    break
+                for plan in q.step(now):
+                    n = self._send(dealer, plan)
+                    q.sent(plan, time.monotonic(), n)
+                dl = q.next_deadline()
+                wait_ms = 50 if dl is None else int(np.clip(1e3 * (dl - time.monotonic()), 1, 50))
+                if sub.poll(wait_ms):
+                    while True:
+                        try:
+                            topic, buf = sub.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        except ValueError:
+                            self.bad_feedback += 1
+                            continue
+                        try:
+                            fb = protocol.decode(buf)
+                        except protocol.ProtocolError:
+                            self.bad_feedback += 1
+                            continue
+                        if not isinstance(fb, protocol.Feedback) or fb.tx_id != self.tx_id:
+                            self.bad_feedback += 1        # cross-delivered: must never happen
+                            continue
+                        if self.on_event:
+                            self.on_event("feedback", fb)
+                        plan = q.on_feedback(fb, time.monotonic())
+                        if plan is not None:
+                            n = self._send(dealer, plan)
+                            q.sent(plan, time.monotonic(), n)
+            recs = q.records()
+            for r in recs:
+                r["channel"] = dataclasses.asdict(self.channel.spec)
+            return recs
+        finally:
+            dealer.close(0)
+            sub.close(0)
+
+
+def status_request(address: str, timeout_s: float = 5.0, curve_server_key: bytes | None = None) -> dict:
+    """Ask the server at ``address`` for its status (REQ socket); ``TimeoutError`` when it does not answer."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    if curve_server_key is not None:
+        pub, sec = zmq.curve_keypair()
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = curve_server_key, pub, sec
+    try:
+        s.connect(address)
+        s.send(protocol.encode(protocol.StatusRequest()))
+        if not s.poll(int(timeout_s * 1e3)):
+            raise TimeoutError(f"no status from {address} within {timeout_s} s")
+        msg = protocol.decode(s.recv())
+        if not isinstance(msg, protocol.StatusResponse):
+            raise ValueError(f"expected a status response, got {type(msg).__name__}")
+        return dict(msg.body)
+    finally:
+        s.close(0)
