@@ -59,24 +59,30 @@ def hard_values_numpy(llr: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _mmse_kernel(llr, offset, out):
+    """Plane-major loops (contiguous, SIMD-friendly); ``2**k / (1 + exp(L))``, exp overflow -> 0."""
     m, n = llr.shape
     for i in range(n):
-        acc = offset
-        for j in range(m):
-            w = np.float32(1 << (7 - j))
-            acc += w * np.float32(0.5) * (np.float32(1.0) - np.tanh(np.float32(0.5) * llr[j, i]))
-        out[i] = min(max(acc, np.float32(0.0)), np.float32(255.0))
+        out[i] = offset
+    for j in range(m):
+        w = np.float32(1 << (7 - j))
+        for i in range(n):
+            out[i] += w / (np.float32(1.0) + np.exp(llr[j, i]))
+    for i in range(n):
+        out[i] = min(max(out[i], np.float32(0.0)), np.float32(255.0))
 
 
 @numba.njit(cache=True, nogil=True)
 def _hard_kernel(llr, offset, out):
     m, n = llr.shape
     for i in range(n):
-        acc = offset
-        for j in range(m):
+        out[i] = offset
+    for j in range(m):
+        w = np.float32(1 << (7 - j))
+        for i in range(n):
             if llr[j, i] < 0:
-                acc += np.float32(1 << (7 - j))
-        out[i] = min(max(acc, np.float32(0.0)), np.float32(255.0))
+                out[i] += w
+    for i in range(n):
+        out[i] = min(max(out[i], np.float32(0.0)), np.float32(255.0))
 
 
 def llr_to_values(llr: np.ndarray, mode: str = "mmse") -> np.ndarray:
