@@ -23,7 +23,13 @@ BLOCKS = (
     "block_fading",
 )
 
-__all__ = list(BLOCKS)
+#: helpers usable in GRC expressions (thin re-exports, no logic of their own)
+HELPERS = {
+    "rrc_taps": ("infercom.channel", "rrc_taps"),             # unit-energy RRC taps (sps, beta, span)
+    "load_hw_config": ("gnuradio.infercom.hwconfig", "load_hw_config"),  # hw_configs/<name>.yaml -> dict
+}
+
+__all__ = list(BLOCKS) + list(HELPERS)
 
 
 def __getattr__(name: str):
@@ -32,8 +38,13 @@ def __getattr__(name: str):
         cls = getattr(module, name)
         globals()[name] = cls
         return cls
+    if name in HELPERS:
+        module, attr = HELPERS[name]
+        obj = getattr(importlib.import_module(module), attr)
+        globals()[name] = obj
+        return obj
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(BLOCKS))
+    return sorted(list(globals()) + list(BLOCKS) + list(HELPERS))

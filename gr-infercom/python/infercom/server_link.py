@@ -38,7 +38,8 @@ class server_link(gr.basic_block):
 
     Parameters
     ----------
-    server_addr : ZeroMQ address of the server's soft-frame ROUTER, e.g. ``tcp://127.0.0.1:5555``.
+    server_addr : ZeroMQ address of the server's soft-frame ROUTER, e.g. ``tcp://127.0.0.1:5555``; empty: no
+        soft frames are sent (a transmitter's flowgraph that only needs the feedback).
     feedback_addr : address of the server's feedback PUB; empty: ``server_addr`` with port + 1.
     tx_ids : transmitter ids whose feedback to subscribe to (list); empty: all transmitters.
     hwm : messages queued at most towards an absent/slow server (ZeroMQ send high-water mark); beyond it
@@ -52,6 +53,8 @@ class server_link(gr.basic_block):
                  hwm: int = 1000):
         gr.basic_block.__init__(self, name="infercom_server_link", in_sig=None, out_sig=None)
         self.server_addr = str(server_addr)
+        if not self.server_addr and not feedback_addr:
+            raise ValueError("server_link: give a server address, a feedback address, or both")
         self.feedback_addr = str(feedback_addr) or default_feedback_addr(self.server_addr)
         self.tx_ids = [int(t) for t in tx_ids]
         for t in self.tx_ids:
@@ -74,10 +77,11 @@ class server_link(gr.basic_block):
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self):
-        self._dealer = self._ctx.socket(zmq.DEALER)
-        self._dealer.setsockopt(zmq.SNDHWM, self.hwm)
-        self._dealer.setsockopt(zmq.LINGER, 0)
-        self._dealer.connect(self.server_addr)
+        if self.server_addr:
+            self._dealer = self._ctx.socket(zmq.DEALER)
+            self._dealer.setsockopt(zmq.SNDHWM, self.hwm)
+            self._dealer.setsockopt(zmq.LINGER, 0)
+            self._dealer.connect(self.server_addr)
         self._stop.clear()
         self._thread = threading.Thread(target=self._feedback_loop, name="infercom_server_link_fb", daemon=True)
         self._thread.start()

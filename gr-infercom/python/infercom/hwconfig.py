@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Radio set-ups from ``hw_configs/*.yaml``: UHD device args, rates, gains, frequency, antennas, clock.
+
+``load_hw_config("b210")`` finds ``hw_configs/b210.yaml`` (in ``$INFERCOM_HW_CONFIGS``, then ``./hw_configs``
+and the ``hw_configs`` of any parent folder); a path to a file works too.  Every field is checked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import yaml
+
+REQUIRED = {
+    "device_args": str, "sample_rate": float, "sps": int, "center_freq": float, "tx_gain": float,
+    "rx_gain": float, "tx_antenna": str, "rx_antenna": str, "clock_source": str, "time_source": str,
+}
+OPTIONAL = {"name": str, "master_clock_rate": float, "bandwidth": float}
+CLOCK_SOURCES = ("internal", "external", "gpsdo", "mimo")
+
+
+def _candidates(name: str) -> list[Path]:
+    p = Path(name)
+    out = [p]
+    fname = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
+    env = os.environ.get("INFERCOM_HW_CONFIGS")
+    if env:
+        out.append(Path(env) / fname)
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        out.append(d / "hw_configs" / fname)
+    return out
+
+
+def load_hw_config(name_or_path: str) -> dict:
+    """The radio configuration as a dict with the fields of :data:`REQUIRED` (+ optional ones), validated."""
+    tried = _candidates(str(name_or_path))
+    path = next((c for c in tried if c.is_file()), None)
+    if path is None:
+        raise ValueError(f"hardware config {name_or_path!r} not found (looked in: "
+                         f"{', '.join(str(t) for t in tried[:4])} ...)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of fields")
+    cfg = {}
+    for key, typ in {**REQUIRED, **OPTIONAL}.items():
+        if key not in data:
+            if key in REQUIRED:
+                raise ValueError(f"{path}: missing field {key!r}")
+            continue
+        v = data[key]
+        try:
+            v = typ(v) if not (typ is int and isinstance(v, float) and not v.is_integer()) else None
+        except (TypeError, ValueError):
+            v = None
+        if v is None or isinstance(data[key], bool):
+            raise ValueError(f"{path}: field {key!r} must be {typ.__name__}, got {data[key]!r}")
+        cfg[key] = v
+    unknown = set(data) - set(REQUIRED) - set(OPTIONAL)
+    if unknown:
+        raise ValueError(f"{path}: unknown fields {sorted(unknown)}")
+    for key in ("sample_rate", "center_freq"):
+        if not (math.isfinite(cfg[key]) and cfg[key] > 0):
+            raise ValueError(f"{path}: {key} must be > 0, got {cfg[key]}")
+    if not 1 <= cfg["sps"] <= 64:
+        raise ValueError(f"{path}: sps must be 1..64, got {cfg['sps']}")
+    for key in ("clock_source", "time_source"):
+        if cfg[key] not in CLOCK_SOURCES:
+            raise ValueError(f"{path}: {key} must be one of {CLOCK_SOURCES}, got {cfg[key]!r}")
+    cfg.setdefault("name", path.stem)
+    cfg.setdefault("bandwidth", 0.0)
+    cfg["path"] = str(path)
+    return cfg
