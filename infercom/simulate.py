@@ -9,8 +9,9 @@ noise variance ``N0 / |h|^2``) -> Chase combining of ``--attempts`` independent 
 SNR convention (``--snr-mode``), as in the papers, which report against the *instantaneous* SNR:
 
 * ``instantaneous`` (default): the fading power gains of an attempt are normalised to mean 1 over its
-  frames, so the mean Es/N0 of every attempt is exactly ``snr_db``. With one coefficient per image the fade
-  only rotates the phase (equalised away); per frame it redistributes the SNR between frames.
+  symbols (frames weighted by their length), so the mean Es/N0 of every attempt is exactly ``snr_db``.
+  With one coefficient per image the fade only rotates the phase (equalised away); per frame it
+  redistributes the SNR between frames.
 * ``average``: raw CN(0, 1) coefficients, N0 = 1/Es/N0; the realised instantaneous SNR
   (``10 log10(mean |h|^2) + snr_db``, averaged over attempts) is reported as ``inst_snr_db``.
 
@@ -87,14 +88,15 @@ def channel_attempt(x: np.ndarray, snr_db: float, rng: np.random.Generator, fadi
         bounds = _segments(x.size, frame_len)
     else:
         raise ValueError(f"fading_per must be 'image' or 'frame', got {fading_per!r}")
+    lens = np.array([e - s for s, e in bounds])
     h = channel.rayleigh_coeffs(len(bounds), rng).astype(np.complex128)
     gains = np.abs(h) ** 2
     if snr_mode == "instantaneous":
-        h = h / math.sqrt(gains.mean())
+        # symbol-weighted mean gain 1: the image's mean Es/N0 is exactly snr_db (a short last frame counts less)
+        h = h / math.sqrt(float(np.sum(gains * lens)) / max(x.size, 1))
         gains = np.abs(h) ** 2
     elif snr_mode != "average":
         raise ValueError(f"snr_mode must be 'instantaneous' or 'average', got {snr_mode!r}")
-    lens = np.array([e - s for s, e in bounds])
     h_sym = np.repeat(h, lens).astype(np.complex64)
     r = channel.awgn(x * h_sym, snr_db, rng)                     # N0 = 1 / snr_lin
     y = (r / h_sym).astype(np.complex64)

@@ -82,7 +82,8 @@ def test_channel_attempt_modes():
     g = (10 ** -0.3) / nv
     assert inst == pytest.approx(10 * math.log10(g.mean()) + 3.0)
     # instantaneous per frame: gains normalised to mean 1 -> reported SNR is the nominal one
-    y, nv, inst = simulate.channel_attempt(x, 3.0, rng, "block", "frame", "instantaneous", frame_len=20_000)
+    y, nv, inst = simulate.channel_attempt(x, 3.0, rng, "block", "frame", "instantaneous", frame_len=30_000)
+    assert len(np.unique(nv)) == 7                               # 6 full frames + a short last one
     assert np.mean(10 ** -0.3 / nv) == pytest.approx(1.0) and inst == pytest.approx(3.0)
 
 
