@@ -1,0 +1,355 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``infercom loopback``: the headless loopback transceiver (grc/loopback_headless.grc) run end to end.
+
+TX controller -> frame modulator -> [block fading] -> RRC interpolator -> CFO -> fractional timing offset ->
+AWGN at Es/N0 -> RRC matched filter -> burst sync -> frame demod -> Chase combiner -> local reconstruction
+(MMSE + bicubic via infercom.link), and with ``--server`` the soft frames also go to the inference server,
+whose ACK/NACK drives the transmitter's retransmissions.
+
+Reported per image: frames sent / received / lost, header failures, measured vs configured SNR, BER per plane
+(MSB first) with its dB-equivalent loss against theory, retransmissions, and the image metrics of
+``infercom simulate`` (low-res MSE of MMSE and hard decisions, PSNR / SSIM of the upsampled image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import analog, blocks, filter, gr
+
+from . import add_link_arguments, block_size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="folder of images (or one image file)")
+    p.add_argument("--snr-db", type=float, required=True, help="Es/N0 of the AWGN in dB")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cfo-hz", type=float, default=None, help="carrier frequency offset in Hz (see --samp-rate)")
+    g.add_argument("--cfo-frac", type=float, default=None,
+                   help="carrier frequency offset as a fraction of the symbol rate (e.g. 0.01 = 1%%)")
+    p.add_argument("--samp-rate", type=float, default=2e6, help="sample rate in S/s for --cfo-hz (default 2e6)")
+    p.add_argument("--timing", type=float, default=None,
+                   help="fractional timing offset in samples (default: drawn from the seed in [0, 1))")
+    p.add_argument("--fading", choices=("none", "block"), default="none")
+    p.add_argument("--fading-per", choices=("frame", "image"), default="frame")
+    p.add_argument("--server", default=None, help="inference server address, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--attempts", type=int, default=1,
+                   help="without --server: blind attempts per image, Chase-combined at the receiver")
+    p.add_argument("--max-attempts", type=int, default=4, help="with --server: ARQ attempt limit")
+    p.add_argument("--timeout-s", type=float, default=10.0, help="with --server: feedback timeout (s)")
+    p.add_argument("--sps", type=int, default=2, help="samples per symbol (default 2)")
+    p.add_argument("--gap", default="64:1024", help="random idle gap between bursts MIN:MAX symbols")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object per image and a summary")
+    p.add_argument("--out", default=None, help="also write the JSON report to this file")
+    p.add_argument("--save-images", default=None, help="folder for the reconstructed images (PNG)")
+    p.add_argument("--wall-timeout", type=float, default=600.0, help="give up after this many seconds")
+    add_link_arguments(p)
+
+
+class _collector(gr.basic_block):
+    """Message sink of the app: per-attempt frames, Chase-combined frames, TX status, fading reports."""
+
+    def __init__(self):
+        gr.basic_block.__init__(self, name="infercom_loopback_collector", in_sig=None, out_sig=None)
+        self.lock = threading.Lock()
+        self.frames = []          # (meta without arrays) of every demodulated frame, per attempt
+        self.combined = {}        # (tx_id, image_id, frame_idx) -> (meta, y, nv) latest Chase combination
+        self.status = []
+        self.fading = []
+        for port, fn in (("frames", self._on_frame), ("combined", self._on_combined), ("status", self._on_status),
+                         ("fading", self._on_fading)):
+            self.message_port_register_in(pmt.intern(port))
+            self.set_msg_handler(pmt.intern(port), fn)
+
+    def _on_frame(self, msg):
+        from ..tags import meta_from_pmt
+
+        meta = meta_from_pmt(pmt.car(msg))
+        meta.pop("noise_var", None)
+        with self.lock:
+            self.frames.append(meta)
+
+    def _on_combined(self, msg):
+        from ..tags import parse_pdu
+
+        meta, y = parse_pdu(msg, np.complex64)
+        key = (int(meta["tx_id"]), int(meta["image_id"]), int(meta["frame_idx"]))
+        with self.lock:
+            self.combined[key] = (meta, y, meta["noise_var"])
+
+    def _on_status(self, msg):
+        with self.lock:
+            self.status.append(pmt.to_python(msg))
+
+    def _on_fading(self, msg):
+        with self.lock:
+            self.fading.append(pmt.to_python(msg))
+
+
+class LoopbackFlowgraph(gr.top_block):
+    """The headless loopback of grc/loopback_headless.grc, built in Python (same blocks, same wiring)."""
+
+    def __init__(self, images, snr_db: float, cfo: float = 0.0, timing: float = 0.0, fading: str = "none",
+                 fading_per: str = "frame", server: str | None = None, attempts: int = 1, max_attempts: int = 4,
+                 timeout_s: float = 10.0, sps: int = 2, gap=(64, 1024), seed: int = 0, tx_id: int = 0,
+                 bh: int = 3, bw: int = 3, planes: int = 8, profile: str = "importance", design_snr_db: int = -4,
+                 frame_len_log2: int = 15, max_images: int = 0):
+        gr.top_block.__init__(self, "infercom_loopback_headless")
+        from .. import (block_fading, burst_sync, chase_combiner, frame_demod, frame_modulator, server_link,
+                        tx_controller)
+        from infercom.channel import rrc_taps
+        from infercom.frame import FrameFormat
+
+        fmt = FrameFormat(frame_len_log2=frame_len_log2, sps=sps)
+        self.fmt = fmt
+        self.sps = sps
+        taps = rrc_taps(sps, fmt.beta, fmt.span)
+        self.tx = tx_controller(images, tx_id, bh, bw, planes, profile, design_snr_db, 0, frame_len_log2,
+                                server is not None, attempts, max_attempts, timeout_s, 1, 8, 0, max_images)
+        self.mod = frame_modulator(fmt.span // 2, gap[0], gap[1], True, 4096, seed)
+        self.interp = filter.interp_fir_filter_ccf(sps, taps.tolist())
+        self.rot = blocks.rotator_cc(2 * math.pi * cfo)
+        self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
+        self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
+        self.add = blocks.add_cc()
+        self.mf = filter.fir_filter_ccf(1, taps.tolist())
+        self.sync = burst_sync(sps=sps)
+        self.demod = frame_demod()
+        self.chase = chase_combiner(4096, 600.0)
+        self.sink = _collector()
+        chain = [self.mod]
+        if fading == "block":
+            self.fade = block_fading(fading_per, snr_db, seed + 2)
+            chain.append(self.fade)
+            self.msg_connect(self.fade, "snr", self.sink, "fading")
+        chain += [self.interp, self.rot, self.delay]
+        self.connect(*chain)
+        self.connect(self.delay, (self.add, 0))
+        self.connect(self.noise, (self.add, 1))
+        self.connect(self.add, self.mf, self.sync)
+        self.msg_connect(self.tx, "frames", self.mod, "in")
+        self.msg_connect(self.mod, "sent", self.tx, "sent")
+        self.msg_connect(self.tx, "status", self.sink, "status")
+        self.msg_connect(self.sync, "bursts", self.demod, "in")
+        self.msg_connect(self.demod, "out", self.chase, "in")
+        self.msg_connect(self.demod, "out", self.sink, "frames")
+        self.msg_connect(self.chase, "out", self.sink, "combined")
+        if server:
+            self.link = server_link(server, "", [tx_id], 1000)
+            self.msg_connect(self.demod, "out", self.link, "in")
+            self.msg_connect(self.link, "feedback", self.tx, "feedback")
+            self.msg_connect(self.link, "feedback", self.chase, "feedback")
+
+    def run_until_done(self, wall_timeout: float = 600.0) -> bool:
+        """Start, wait until the transmitter finished and the receiver drained its last burst, stop."""
+        self.start()
+        t0 = time.monotonic()
+        ok = False
+        try:
+            while time.monotonic() - t0 < wall_timeout:
+                if self.tx.finished.wait(0.05):
+                    break
+            else:
+                return False
+            # drain: the receiver must see every sample of the last burst plus a margin of idle samples
+            target = (self.mod.nitems_written(0) + 4 * self.fmt.span + 8192) * self.sps
+            while time.monotonic() - t0 < wall_timeout:
+                if self.sync.nitems_read(0) >= target and self.sync.idle():
+                    ok = True
+                    break
+                time.sleep(0.02)
+            time.sleep(0.1)  # let the last messages through demod -> chase -> collector
+        finally:
+            self.stop()
+            self.wait()
+        return ok
+
+
+def _plane_loss_db(ber: np.ndarray, powers: np.ndarray, snr_db: float, n_bits: int) -> list:
+    """dB-equivalent loss of each plane: Es/N0 at which theory gives the measured BER, minus ``snr_db``
+    (None where the BER carries too little information: no errors, or no power)."""
+    from scipy.special import erfcinv
+
+    out = []
+    for b, p in zip(ber, powers):
+        if p <= 0 or b * n_bits < 20 or b >= 0.5:
+            out.append(None)
+            continue
+        g = 2.0 * erfcinv(2.0 * b) ** 2 / p          # Q(sqrt(p*g)) = b
+        out.append(float(snr_db - 10.0 * math.log10(g)))
+    return out
+
+
+def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_db: float) -> dict:
+    """One image's record: link metrics as ``infercom simulate`` computes them, plus the PHY counts."""
+    from infercom import link, metrics, power, qpsk, source
+    from infercom.frame import Reassembler
+    from infercom.header import FrameHeader
+
+    from ..tags import meta_to_header
+
+    img3 = source.as_image3(img)
+    lay = link.layout(img3.shape[0], img3.shape[1], img3.shape[2], cfg)
+    re = Reassembler()
+    for meta, y, nv in frames.values():
+        re.add(meta_to_header(meta), y, nv)
+    if re.header is None:
+        y = np.zeros(lay.n_symbols, np.complex64)
+        nv = np.full(lay.n_symbols, np.inf, np.float32)
+        n_frames = None
+    else:
+        y, nv = re.payload()
+        n_frames = re.header.frame_count()
+    llr = link.soft_to_llr(y, nv, lay, cfg)
+    low_mmse = link.llr_to_lowres(llr, lay, cfg, "mmse")
+    low_hard = link.llr_to_lowres(llr, lay, cfg, "hard")
+    low_true = source.lpf_encode(img3, cfg.bh, cfg.bw)
+    v = low_true.reshape(-1)
+    k = np.arange(7, 7 - cfg.planes, -1)
+    bits = (v[None, :] >> k[:, None].astype(np.uint8)) & 1
+    ber_plane = np.mean(qpsk.hard_bits(llr) != bits, axis=1)
+    ref = low_true.astype(np.float64)
+    snrs = [m["snr_db"] for m in received if "snr_db" in m]
+    up = link.upsample(low_mmse, lay)
+    up_hard = link.upsample(low_hard, lay)
+    attempts = sorted({int(m["attempt"]) for m in received})
+    return {
+        "frames": n_frames, "frames_sent": sent_frames, "frames_received": len(received),
+        "frames_lost": max(sent_frames - len(received), 0),
+        "attempts_received": attempts,
+        "snr_db": snr_db,
+        "measured_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in snrs]))) if snrs else None,
+        "ber_per_plane": [float(b) for b in ber_plane], "ber": float(ber_plane.mean()),
+        "expected_ber_per_plane": [float(b) for b in power.plane_ber(cfg.plane_powers(), snr_db)],
+        "plane_loss_db": _plane_loss_db(ber_plane, cfg.plane_powers(), snr_db, bits.shape[1]),
+        "lowres_mse_mmse": float(np.mean((low_mmse - ref) ** 2)),
+        "lowres_mse_hard": float(np.mean((low_hard - ref) ** 2)),
+        "psnr": metrics.psnr(img3, up), "ssim": metrics.ssim(img3, up),
+        "psnr_hard": metrics.psnr(img3, up_hard),
+        "missing_symbols": int(np.sum(np.isinf(nv))),
+        "_upsampled": up,
+    }
+
+
+def run_loopback(args) -> dict:
+    """Build and run the loopback; return the report dict (also used by tests and the demo)."""
+    from infercom.imageio import list_images, load_image
+    from infercom.link import LinkConfig
+
+    bh, bw = block_size(args)
+    files = list_images(args.images)
+    if args.max_images:
+        files = files[: args.max_images]
+    if not -40 <= args.snr_db <= 60:
+        raise ValueError(f"--snr-db {args.snr_db} outside -40..60 dB")
+    symbol_rate = args.samp_rate / args.sps
+    cfo_frac = args.cfo_frac if args.cfo_frac is not None else (
+        (args.cfo_hz or 0.0) / symbol_rate)
+    if abs(cfo_frac) > 0.05:
+        raise ValueError(f"CFO of {cfo_frac:.3g} x symbol rate is beyond what the receiver acquires (5%)")
+    rng = np.random.default_rng(args.seed)
+    timing = float(rng.random()) if args.timing is None else float(args.timing)
+    design = args.design_snr_db if args.design_snr_db is not None else int(
+        min(max(round(args.snr_db), -16), 15))
+    gap = tuple(int(x) for x in args.gap.split(":"))
+    if len(gap) != 2 or not 0 <= gap[0] <= gap[1]:
+        raise ValueError(f"--gap must be MIN:MAX symbols, got {args.gap!r}")
+    images = [load_image(f) for f in files]
+    cfg = LinkConfig(bh, bw, args.planes, args.profile, design)
+    fg = LoopbackFlowgraph(images, args.snr_db, cfo_frac / args.sps, timing, args.fading, args.fading_per,
+                           args.server, args.attempts, args.max_attempts, args.timeout_s, args.sps, gap,
+                           args.seed, args.tx_id, bh, bw, args.planes, args.profile, design, args.frame_len_log2)
+    t0 = time.perf_counter()
+    drained = fg.run_until_done(args.wall_timeout)
+    wall = time.perf_counter() - t0
+    sink = fg.sink
+    per_image = []
+    sent = collections.Counter()
+    for st in sink.status:
+        if st.get("event") == "attempt":
+            sent[int(st["image_id"])] += int(st["n_frames"])
+    tx_records = {int(r["image_id"]): r for r in fg.tx.records}
+    for k, (f, img) in enumerate(zip(files, images)):
+        image_id = k % 4096
+        frames = {key: v for key, v in sink.combined.items() if key[0] == args.tx_id and key[1] == image_id}
+        received = [m for m in sink.frames if int(m["tx_id"]) == args.tx_id and int(m["image_id"]) == image_id]
+        rec = {"image": f.name, "image_id": image_id}
+        rec.update(image_report(img, cfg, frames, sent[image_id], received, args.snr_db))
+        tx = tx_records.get(image_id, {})
+        rec["tx_outcome"] = tx.get("outcome")
+        rec["retransmissions"] = max(int(tx.get("n_attempts", 1)) - 1, 0)
+        if args.save_images:
+            from pathlib import Path
+
+            from infercom.imageio import save_image
+
+            save_image(Path(args.save_images) / f"{Path(f.name).stem}_loopback.png", rec["_upsampled"])
+        rec.pop("_upsampled")
+        per_image.append(rec)
+    sync_c = dict(fg.sync.counters)
+    demod_c = dict(fg.demod.counters)
+    summary = {
+        "snr_db": args.snr_db, "cfo_frac_symbol_rate": cfo_frac, "timing_samples": timing,
+        "fading": args.fading, "fading_per": args.fading_per if args.fading == "block" else None,
+        "server": args.server, "sps": args.sps, "bh": bh, "bw": bw, "planes": args.planes,
+        "profile": args.profile, "design_snr_db": design, "frame_len_log2": args.frame_len_log2,
+        "images": len(per_image), "wall_s": wall, "drained": drained,
+        "samples": int(fg.sync.nitems_read(0)),
+        "frames_sent": int(sum(r["frames_sent"] for r in per_image)),
+        "frames_received": int(sum(r["frames_received"] for r in per_image)),
+        "header_failures": int(demod_c.get("header_fail", 0)),
+        "sync": sync_c, "demod": demod_c, "chase": dict(fg.chase.counters),
+        "fading_reports": len(sink.fading),
+    }
+    if fg.__dict__.get("link") is not None:
+        summary["server_link"] = dict(fg.link.counters)
+    snrs = [r["measured_snr_db"] for r in per_image if r["measured_snr_db"] is not None]
+    summary["measured_snr_db"] = float(np.mean(snrs)) if snrs else None
+    return {"summary": summary, "images": per_image}
+
+
+def _print_table(report: dict) -> None:
+    s = report["summary"]
+    print(f"# loopback Es/N0 {s['snr_db']:.1f} dB, CFO {s['cfo_frac_symbol_rate']:.4f} x symbol rate, timing "
+          f"{s['timing_samples']:.2f} samples, fading {s['fading']}, rate 1/{s['bh'] * s['bw']}, "
+          f"server {s['server'] or 'none (local MMSE + bicubic)'}")
+    print(f"{'image':<14}{'sent':>6}{'recv':>6}{'lost':>6}{'retx':>6}{'SNR meas':>10}{'BER':>10}"
+          f"{'MSE mmse':>10}{'PSNR':>8}{'SSIM':>7}  BER per plane (MSB first)")
+    for r in report["images"]:
+        ms = r["measured_snr_db"]
+        print(f"{r['image'][:13]:<14}{r['frames_sent']:>6}{r['frames_received']:>6}{r['frames_lost']:>6}"
+              f"{r['retransmissions']:>6}{(f'{ms:.2f}' if ms is not None else '-'):>10}{r['ber']:>10.5f}"
+              f"{r['lowres_mse_mmse']:>10.1f}{r['psnr']:>8.2f}{r['ssim']:>7.3f}  "
+              + " ".join(f"{b:.4f}" for b in r["ber_per_plane"]))
+    print(f"# frames sent {s['frames_sent']}, received {s['frames_received']}, header failures "
+          f"{s['header_failures']}, measured SNR {s['measured_snr_db']}, samples {s['samples']}, "
+          f"wall {s['wall_s']:.1f} s")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = run_loopback(args)
+    except ValueError as exc:
+        print(f"infercom loopback: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for r in report["images"]:
+            print(json.dumps(r))
+        print(json.dumps({"summary": report["summary"]}))
+    else:
+        _print_table(report)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0 if report["summary"]["drained"] else 1
