@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Restorer latency benchmark (suite ``restorer`` of ``infercom bench``): ``run_bench(out_dir) -> dict``.
+
+One Kodak image (768x512, the first of ``kodak24``; a seeded synthetic image of that size if the dataset is not
+found) is sent over the simulated link (importance profile, Es/N0 -4 dB, AWGN) at rates 1/4 and 1/9; the
+stage-1 and full two-stage InferCom restorer and the bicubic baseline restore it. Median wall time of 3 runs
+after one warm-up, on the CPU with 1 and 2 torch threads, and on CUDA when a GPU is present. Targets (issue
+#5): CPU stage 1 <= 1 s, full <= 10 s; GPU full <= 100 ms. Writes ``<out_dir>/restorer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infercom import degrade, imageio, link
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _kodak_image() -> tuple[np.ndarray, str]:
+    root = Path(os.environ.get("INFERCOM_DATASETS", REPO.parent / "shared" / "datasets"))
+    p = root / "kodak24" / "kodim01.png"
+    if p.is_file():
+        return imageio.load_image(p), str(p)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:512, 0:768]
+    base = 128 + 60 * np.sin(xx / 23.0)[..., None] * np.cos(yy / 31.0)[..., None]
+    img = np.clip(base + rng.normal(0, 20, (512, 768, 3)), 0, 255).astype(np.uint8)
+    return img, "synthetic 768x512"
+
+
+def _median_time(fn, repeats: int = 3) -> float:
+    fn()                                   # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def run_bench(out_dir: Path) -> dict:
+    import torch
+
+    from receiver_server.restorers import get_restorer
+
+    from .model import InferComRestorer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    img, src = _kodak_image()
+    rows = []
+    old_threads = torch.get_num_threads()
+    devices = [("cpu", 1), ("cpu", 2)]
+    if torch.cuda.is_available():
+        devices.append(("cuda", old_threads))
+    bic = get_restorer("bicubic")
+    for rate in ("1/4", "1/9"):
+        bh, bw = imageio.parse_rate(rate)
+        d = degrade.degrade(img, link.LinkConfig(bh=bh, bw=bw), -4.0, np.random.default_rng(1))
+        meta = d.meta()
+        rows.append({"rate": rate, "device": "cpu", "threads": 1, "restorer": "bicubic",
+                     "seconds": _median_time(lambda: bic.restore(d.observation, meta))})
+        for dev, threads in devices:
+            torch.set_num_threads(threads)
+            full = InferComRestorer(device=dev)
+            s1 = InferComRestorer(device=dev, config={"stage": 1})
+            for name, r in (("infercom-restorer-stage1", s1), ("infercom-restorer", full)):
+                rows.append({"rate": rate, "device": dev, "threads": threads, "restorer": name,
+                             "seconds": _median_time(lambda: r.restore(d.observation, meta))})
+    torch.set_num_threads(old_threads)
+    full_model = InferComRestorer()
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "torch": torch.__version__,
+               "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+               "load_avg_1min": os.getloadavg()[0]}
+    cpu = [r for r in rows if r["device"] == "cpu"]
+    targets = {
+        "cpu_stage1_le_1s": all(r["seconds"] <= 1.0 for r in cpu if r["restorer"] == "infercom-restorer-stage1"
+                                and r["threads"] == 2),
+        "cpu_full_le_10s": all(r["seconds"] <= 10.0 for r in cpu if r["restorer"] == "infercom-restorer"
+                               and r["threads"] == 2),
+    }
+    gpu = [r for r in rows if r["device"] == "cuda" and r["restorer"] == "infercom-restorer"]
+    if gpu:
+        targets["gpu_full_le_100ms"] = all(r["seconds"] <= 0.1 for r in gpu)
+    res = {"suite": "restorer", "image": src, "size": list(img.shape), "snr_db": -4.0,
+           "sampler_steps": full_model.config["steps"], "machine": machine, "rows": rows, "targets": targets}
+    (out_dir / "restorer.json").write_text(json.dumps(res, indent=1))
+    print(f"restorer bench ({src}, {img.shape[1]}x{img.shape[0]}):")
+    print(f"  {'rate':5s} {'device':6s} {'thr':>3s} {'restorer':26s} {'seconds':>8s}")
+    for r in rows:
+        print(f"  {r['rate']:5s} {r['device']:6s} {r['threads']:3d} {r['restorer']:26s} {r['seconds']:8.3f}")
+    print(f"  targets: {targets}")
+    return res
