@@ -139,8 +139,16 @@ class ImageAssembly:
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory held (combiner + the attempt being assembled), bytes."""
+        """Approximate soft-symbol memory held (combiner + the attempt being assembled), bytes."""
+        if self.combiner is None:
+            return 0
         return self.n_symbols * 12 * (2 if self._reasm is not None else 1)
+
+    def close(self, decision: str, attempt: int) -> None:
+        """The image is decided: free its soft symbols, keep a tombstone to re-answer late attempts."""
+        self.decision, self.decided_attempt = decision, attempt
+        self.combiner = None
+        self._reasm = None
 
     @property
     def newest_attempt(self) -> int:
@@ -315,9 +323,14 @@ class Assembler:
         return self.images.get(key)
 
     def _enforce_bounds(self, events: list[Event], now: float) -> None:
+        """Evict decided tombstones first, then the least recently active image, until within bounds."""
         while len(self.images) > self.max_images or (len(self.images) > 1 and self.nbytes > self.max_bytes):
-            key, im = next(iter(self.images.items()))
-            del self.images[key]
+            over_count = len(self.images) > self.max_images
+            key = next((k for k, im in self.images.items() if im.decision is not None
+                        and (over_count or im.nbytes > 0)), None)
+            if key is None:
+                key = next(iter(self.images))
+            im = self.images.pop(key)
             if im.decision is None:
                 events.append(Event("record", key, record=im.record(outcome="evicted")))
             self.stats.inc("images_evicted")

@@ -4,9 +4,12 @@
 
 Threads: one I/O thread owns both ZeroMQ sockets (ROUTER in, PUB out; docs/protocol.md) and the
 :class:`~receiver_server.assembly.Assembler`; ``workers`` inference threads take complete attempts from a
-bounded queue and put decisions on a result queue that the I/O thread publishes. A full inference queue is
-answered at once (NACK "busy": the attempt is already combined, nothing is lost). Every rejected message is
-counted by reason and logged (rate-limited); the server keeps serving.
+bounded backlog (``max_queue`` attempts) and put decisions on a result queue that the I/O thread publishes.
+When the backlog is full a newly completed attempt gets no answer (counted ``busy_dropped`` and logged): its
+symbols are already Chase-combined, and the transmitter's timeout makes it resend later, which is the
+backpressure. A waiting attempt is dropped when a newer attempt of the same image completes (it is contained
+in the newer one's combination). Every rejected message is counted by reason and logged (rate-limited); the
+server keeps serving.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +142,8 @@ class InferenceServer:
         self.records = RecordSink(cfg.records_file)
         self.assembler = Assembler(self.stats, cfg.assembly_timeout_s, cfg.max_images, cfg.max_buffer_bytes,
                                    cfg.image_ttl_s)
-        self._jobs: queue.Queue[AttemptJob | None] = queue.Queue(maxsize=cfg.max_queue)
+        self._jobs: queue.Queue[AttemptJob | None] = queue.Queue(maxsize=cfg.workers)   # hand-off to workers
+        self._backlog: deque[AttemptJob] = deque()                                       # <= cfg.max_queue
         self._results: queue.Queue[tuple[AttemptJob, Decision, dict, dict]] = queue.Queue()
         self._streams: OrderedDict[int, int] = OrderedDict()
         self._stop = threading.Event()
@@ -199,7 +203,7 @@ class InferenceServer:
         self.stop()
 
     def status(self) -> dict[str, Any]:
-        self.stats.set_gauge("queue_depth", self._jobs.qsize())
+        self.stats.set_gauge("queue_depth", self._jobs.qsize() + len(self._backlog))
         self.stats.set_gauge("images_held", len(self.assembler))
         self.stats.set_gauge("buffer_bytes", self.assembler.nbytes)
         self.stats.set_gauge("streams_tracked", len(self._streams))
@@ -259,7 +263,9 @@ class InferenceServer:
                 for ev in events:
                     self._on_event(pub, ev)
                 for job in jobs:
-                    self._enqueue(pub, job)
+                    self._enqueue(job)
+                while self._backlog and not self._jobs.full():
+                    self._jobs.put_nowait(self._backlog.popleft())
                 while True:
                     try:
                         job, dec, scores, lat = self._results.get_nowait()
@@ -333,19 +339,28 @@ class InferenceServer:
             self.log.info("image_closed", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
                                                             "outcome": ev.record["outcome"]}})
 
-    def _enqueue(self, pub: zmq.Socket, job: AttemptJob) -> None:
+    def _release(self, job: AttemptJob) -> None:
+        im = self.assembler.get(job.key)
+        if im is not None and im.generation == job.generation:
+            im.in_flight = max(0, im.in_flight - 1)
+
+    def _enqueue(self, job: AttemptJob) -> None:
         job.queued_at = time.monotonic()
         self.stats.add_latency("assembly", 1e3 * (job.completed_at - job.first_frame_at))
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            self.stats.inc("busy_nacks")
-            if job.attempt + 1 >= self.cfg.policy.max_attempts:
-                dec = Decision("FAIL", "server busy (inference queue full) at the attempt limit")
-            else:
-                dec = Decision("NACK", "server busy (inference queue full); resend for Chase combining",
-                               "chase")
-            self._publish_decision(pub, job, dec, {}, {})
+        older = [j for j in self._backlog if j.key == job.key]
+        for j in older:                       # contained in the newer attempt's combination
+            self._backlog.remove(j)
+            self._release(j)
+            self.stats.inc("jobs_superseded")
+        if len(self._backlog) >= self.cfg.max_queue:
+            self._release(job)
+            self.stats.inc("busy_dropped")
+            if self._limiter.allow("busy", time.monotonic()):
+                self.log.warning("busy", extra={"fields": {
+                    "tx_id": job.key[0], "image_id": job.key[1], "attempt": job.attempt,
+                    "backlog": len(self._backlog), "note": "no answer; the transmitter will time out and resend"}})
+            return
+        self._backlog.append(job)
 
     def _send_feedback(self, pub: zmq.Socket, fb: Feedback) -> None:
         pub.send_multipart([protocol.feedback_topic(fb.tx_id), protocol.encode(fb)])
@@ -362,7 +377,6 @@ class InferenceServer:
                       reason=dec.reason[:512], scores={k: v for k, v in scores.items() if math.isfinite(v)},
                       mode=dec.mode if dec.decision == "NACK" else "none", frames=dec.frames,
                       refine_bh=dec.refine_bh, refine_bw=dec.refine_bw, next_attempt=nxt)
-        self._send_feedback(pub, fb)
         lat = dict(lat)
         lat["total"] = 1e3 * (time.monotonic() - job.completed_at)
         self.stats.add_latency("total", lat["total"])
@@ -381,8 +395,9 @@ class InferenceServer:
             if dec.decision == "NACK" and dec.mode == "selective" and im.newest_attempt == job.attempt:
                 im.next_expected = tuple(dec.frames)
             if dec.decision in ("ACK", "FAIL") and im.decision is None:
-                im.decision, im.decided_attempt = dec.decision, job.attempt
+                im.close(dec.decision, job.attempt)
                 self.records.add(im.record())
+        self._send_feedback(pub, fb)           # after the record: a decision sent is a decision recorded
         self.log.info("decision", extra={"fields": {
             "tx_id": tx_id, "image_id": image_id, "attempt": job.attempt, "decision": dec.decision,
             "mode": fb.mode, "reason": dec.reason, "scores": scores, "attempts_combined": job.attempts_combined,

@@ -192,7 +192,7 @@ def test_assembly_refine_restarts_and_decided_images_reanswer(rng):
     assert im.generation == gen + 1 and im.config == fine and im.n_frames == fine.frame_count()
     assert st.counters["image_restarts"] == 1
     # decided ACK at attempt 1; frames of attempt 2 -> one re-answer; attempt 0 -> a new image
-    im.decision, im.decided_attempt = "ACK", 1
+    im.close("ACK", 1)
     ev = asm.add(_frame(rng, 0, attempt=2, cfg=fine), 2.0)
     ev += asm.add(_frame(rng, 1, attempt=2, cfg=fine), 2.0)
     assert [(e.kind, e.attempt, e.decision) for e in ev] == [("reanswer", 2, "ACK")]
