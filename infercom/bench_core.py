@@ -37,7 +37,8 @@ from .imageio import load_image
 
 N_ITEMS = 10_000_000
 REPEATS = 3
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "kodak24" / "kodim01.png"
+DATASETS = Path(os.environ.get("INFERCOM_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+KODAK = DATASETS / "kodak24" / "kodim01.png"
 
 
 def machine() -> dict:
