@@ -29,6 +29,7 @@ transmitter's exact source-coding operation count.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -120,8 +121,10 @@ def frame_overhead_uses(img: np.ndarray, cfg: link.LinkConfig) -> int | None:
 def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator,
                    attempts: int = 1, fading: str = "none", fading_per: str = "image",
                    snr_mode: str = "instantaneous", frame_len: int = DEFAULT_FRAME_LEN,
-                   final_metrics: bool = True) -> dict:
-    """Simulate one image at one Es/N0 (dB); return the record described in the module docstring."""
+                   final_metrics: bool = True, keep_image: bool = False) -> dict:
+    """Simulate one image at one Es/N0 (dB); return the record described in the module docstring.
+
+    ``keep_image``: also return the upsampled MMSE reconstruction (uint8) under the key ``"_image"``."""
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     img = source.as_image3(img)
@@ -166,8 +169,11 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np
         "tx_ops": source.op_count(lay.height, lay.width, lay.channels, lay.bh, lay.bw)["total"],
         "time_link_s": t_link,
     }
-    if final_metrics:
+    if final_metrics or keep_image:
         up = link.upsample(low_mmse, lay)
+    if keep_image:
+        rec["_image"] = up
+    if final_metrics:
         up_hard = link.upsample(low_hard, lay)
         rec.update(psnr=metrics.psnr(img, up), ssim=metrics.ssim(img, up),
                    psnr_hard=metrics.psnr(img, up_hard), ssim_hard=metrics.ssim(img, up_hard),
@@ -217,7 +223,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ssim", action="store_true", help="skip upsampling, PSNR and SSIM (faster)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    p.add_argument("--out", default=None, help="also write JSON lines to this file (e.g. out/sim.jsonl)")
+    p.add_argument("--out", default=None,
+                   help="also write the records to this file: JSON lines, or CSV when it ends in .csv "
+                        "(e.g. out/sim.jsonl, out/sim.csv)")
+    p.add_argument("--save-images", default=None, metavar="DIR",
+                   help="write the upsampled MMSE reconstructions as PNG to DIR (<image>_snr<S>_mmse.png)")
 
 
 _COLS = [("image", "{:<12}"), ("snr_db", "{:>6.1f}"), ("inst_snr_db", "{:>6.1f}"), ("ber", "{:>8.5f}"),
@@ -244,6 +254,33 @@ def _header_line() -> str:
     return " ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(_HEAD, widths)))
 
 
+def _csv_row(rec: dict) -> dict:
+    """Flatten list fields (``ber_per_plane`` -> ``ber_plane7``, ...) for CSV."""
+    row = {}
+    for key, val in rec.items():
+        if isinstance(val, list):
+            for j, x in enumerate(val):
+                row[f"{key.replace('_per_plane', '')}_plane{7 - j}"] = x
+        else:
+            row[key] = val
+    return row
+
+
+def _write_records(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        rows = [_csv_row(r) for r in records]
+        fields: list[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         snrs = _snr_list(args.snr_db)
@@ -268,11 +305,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm  # noqa: PLC0415
 
-    out_fh = None
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        out_fh = open(args.out, "w", encoding="utf-8")
     records: list[dict] = []
+    save_dir = Path(args.save_images) if args.save_images else None
     try:
         if not args.json:
             print(f"# rate 1/{bh * bw} ({bh}x{bw}), planes {args.planes}, profile {args.profile}, fading "
@@ -292,23 +326,23 @@ def run(args: argparse.Namespace) -> int:
                 rng = np.random.default_rng([args.seed, i, j])
                 rec = {"image": f.name}
                 rec.update(simulate_image(img, cfgs[s], s, rng, args.attempts, args.fading, args.fading_per,
-                                          args.snr_mode, frame_len, final_metrics=not args.no_ssim))
+                                          args.snr_mode, frame_len, final_metrics=not args.no_ssim,
+                                          keep_image=save_dir is not None))
+                if save_dir is not None:
+                    imageio.save_image(save_dir / f"{f.stem}_snr{s:g}_mmse.png", rec.pop("_image"))
                 rec["channel_uses_total"] = None if overhead is None else overhead * args.attempts
                 rec["seed"] = args.seed
                 records.append(rec)
-                line = json.dumps(rec)
-                if out_fh:
-                    out_fh.write(line + "\n")
                 if args.json:
-                    print(line, flush=True)
+                    print(json.dumps(rec), flush=True)
                 else:
                     bar.clear()
                     print(_fmt_row(rec), flush=True)
                 bar.update(1)
         bar.close()
     finally:
-        if out_fh:
-            out_fh.close()
+        if args.out:
+            _write_records(Path(args.out), records)     # also what was done before an interruption
     if not args.json and records:
         print("# mean over images")
         print(_header_line())

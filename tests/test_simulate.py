@@ -99,3 +99,22 @@ def test_chase_attempts_help_under_fading():
     d = power.expected_mse(cfg.plane_powers(), 0.0)
     r = simulate.simulate_image(img, cfg, 0.0, rng, 1, final_metrics=False)
     assert r["lowres_mse_hard"] == pytest.approx(d, rel=0.1)     # uniform random pixels: theory holds
+
+
+def test_csv_out_and_saved_images(capsys, img_dir, tmp_path):
+    out = tmp_path / "sim.csv"
+    rc = cli.main(["simulate", "--images", str(img_dir / "im1.png"), "--snr-db=-2,6", "--out", str(out),
+                   "--save-images", str(tmp_path / "rec"), "--rate", "1/6"])
+    assert rc == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and rows[0]["image"] == "im1.png" and float(rows[1]["snr_db"]) == 6.0
+    assert 0 <= float(rows[0]["ber_plane7"]) <= float(rows[0]["ber_plane0"]) <= 1
+    saved = sorted(p.name for p in (tmp_path / "rec").iterdir())
+    assert saved == ["im1_snr-2_mmse.png", "im1_snr6_mmse.png"]
+    rec = Image.open(tmp_path / "rec" / "im1_snr6_mmse.png")
+    assert rec.size == (257, 301)
+    orig = np.asarray(Image.open(img_dir / "im1.png"), dtype=np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((np.asarray(rec, dtype=np.float64) - orig) ** 2))
+    assert psnr == pytest.approx(float(rows[1]["psnr"]), abs=1e-6)
