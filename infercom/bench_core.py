@@ -55,7 +55,8 @@ def machine() -> dict:
     import numba  # noqa: PLC0415
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__}
+            "numpy": np.__version__, "numba": numba.__version__,
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     try:
         from gnuradio import gr  # noqa: PLC0415
 
@@ -247,6 +248,7 @@ PAIRS = [
 
 def run_bench(out_dir: Path) -> dict:
     """Run the core suite, print a table, write ``out_dir/core.json``; return the record."""
+    info = machine()                       # load average before this suite's own load
     quick = os.environ.get("INFERCOM_BENCH_QUICK") == "1"
     n_items = N_ITEMS // 10 if quick else N_ITEMS
     kern = numba_kernels(n_items)
@@ -263,7 +265,7 @@ def run_bench(out_dir: Path) -> dict:
         rows.append({"kernel": k_name, "numba_mitems_s": kern[k_name], "gnuradio_block": r_name,
                      "gnuradio_mitems_s": ref, "ratio": ratio, "target_ratio": target,
                      "pass": None if ratio is None or target is None else bool(ratio >= target)})
-    record = {"suite": "core", "machine": machine(), "n_items": n_items, "rows": rows,
+    record = {"suite": "core", "machine": info, "n_items": n_items, "rows": rows,
               "simulator_one_kodak_rate_1_9": {**sim, "target_s": 0.2, "pass": sim["best_s"] < 0.2},
               "gnuradio_error": gr_error,
               "notes": "numba: one thread, pre-allocated buffers; GNU Radio: vector_source(repeat)->head->"
@@ -271,7 +273,9 @@ def run_bench(out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "core.json").write_text(json.dumps(record, indent=2))
-    print(f"core suite ({record['machine']['cpu']}, {record['machine']['cores']} cores; {n_items} items)")
+    m = record["machine"]
+    print(f"core suite ({m['cpu']}, {m['cores']} cores, load {m['load_average_1min']:.1f} at start; "
+          f"{n_items} items)")
     print(f"{'numba kernel (1 thread)':<40} {'M/s':>8}  {'GNU Radio reference':<40} {'M/s':>8} {'ratio':>7}"
           f" {'target':>6}")
     for r in rows:
