@@ -18,7 +18,7 @@ import pmt
 from gnuradio import gr
 
 from infercom.frame import FrameFormat
-from infercom.sync import BurstDetector, MatchedFilter
+from infercom.sync import BurstDetector, MatchedFilter, header_len_samples
 
 from .tags import make_pdu
 
@@ -57,7 +57,9 @@ class burst_sync(gr.sync_block):
         self.mf = None if prefiltered else MatchedFilter(self.sps, self.fmt.beta, self.fmt.span)
         self.delay = self.fmt.span * self.sps   # matched-filter delay: burst start = timing - delay
         self.detector = BurstDetector(self.sps, float(t1) or None, float(t2) or None)
-        self.window = self.fmt.burst_len_samples(1 << int(max_frame_len_log2)) + PRE_MARGIN + POST_MARGIN
+        # a short frame still needs the header region (header + two pilot blocks) for header decoding
+        self.window = max(self.fmt.burst_len_samples(1 << int(max_frame_len_log2)),
+                          header_len_samples(self.fmt)) + PRE_MARGIN + POST_MARGIN
         self.max_pending = int(max_pending)
         # history: a candidate is confirmed up to min_chunk + look-ahead samples after its preamble arrived
         self._hist = self.window + self.detector.min_chunk + self.detector.la + PRE_MARGIN

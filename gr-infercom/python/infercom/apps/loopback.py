@@ -122,8 +122,8 @@ class LoopbackFlowgraph(gr.top_block):
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
         self.add = blocks.add_cc()
         self.mf = filter.fir_filter_ccf(1, taps.tolist())
-        self.sync = burst_sync(sps=sps)
-        self.demod = frame_demod()
+        self.sync = burst_sync(sps, fmt.beta, fmt.span, True, frame_len_log2)
+        self.demod = frame_demod(sps, fmt.beta, fmt.span)
         self.chase = chase_combiner(4096, 600.0)
         self.sink = _collector()
         chain = [self.mod]
@@ -149,6 +149,14 @@ class LoopbackFlowgraph(gr.top_block):
             self.msg_connect(self.link, "feedback", self.tx, "feedback")
             self.msg_connect(self.link, "feedback", self.chase, "feedback")
 
+    def _messages_settled(self) -> bool:
+        d = self.demod.counters
+        handled = sum(d[k] for k in ("frames", "header_fail", "truncated", "overlap_skipped", "bad_pdus"))
+        c = self.chase.counters
+        with self.sink.lock:
+            n_frames, n_comb = len(self.sink.frames), c["combined"] + c["bad_pdus"] + c["duplicates"]
+        return handled >= self.sync.counters["bursts"] and n_frames >= d["frames"] and n_comb >= d["frames"]
+
     def run_until_done(self, wall_timeout: float = 600.0) -> bool:
         """Start, wait until the transmitter finished and the receiver drained its last burst, stop."""
         self.start()
@@ -164,10 +172,14 @@ class LoopbackFlowgraph(gr.top_block):
             target = (self.mod.nitems_written(0) + 4 * self.fmt.span + 8192) * self.sps
             while time.monotonic() - t0 < wall_timeout:
                 if self.sync.nitems_read(0) >= target and self.sync.idle():
+                    break
+                time.sleep(0.02)
+            # ... and every burst must have gone through demod -> chase -> collector (message queues)
+            while time.monotonic() - t0 < wall_timeout:
+                if self._messages_settled():
                     ok = True
                     break
                 time.sleep(0.02)
-            time.sleep(0.1)  # let the last messages through demod -> chase -> collector
         finally:
             self.stop()
             self.wait()
@@ -181,7 +193,8 @@ def _plane_loss_db(ber: np.ndarray, powers: np.ndarray, snr_db: float, n_bits: i
 
     out = []
     for b, p in zip(ber, powers):
-        if p <= 0 or b * n_bits < 20 or b >= 0.5:
+        # near BER 0.5 the BER hardly depends on the SNR: a dB-equivalent there is meaningless
+        if p <= 0 or b * n_bits < 20 or b >= 0.3:
             out.append(None)
             continue
         g = 2.0 * erfcinv(2.0 * b) ** 2 / p          # Q(sqrt(p*g)) = b
@@ -228,6 +241,7 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
         "attempts_received": attempts,
         "snr_db": snr_db,
         "measured_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in snrs]))) if snrs else None,
+        "n_values": int(bits.shape[1]),
         "ber_per_plane": [float(b) for b in ber_plane], "ber": float(ber_plane.mean()),
         "expected_ber_per_plane": [float(b) for b in power.plane_ber(cfg.plane_powers(), snr_db)],
         "plane_loss_db": _plane_loss_db(ber_plane, cfg.plane_powers(), snr_db, bits.shape[1]),
@@ -240,7 +254,14 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
     }
 
 
-def run_loopback(args) -> dict:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The app's arguments from a list (tests, demo): ``parse_args(["--images", d, "--snr-db", "0"])``."""
+    p = argparse.ArgumentParser(prog="infercom loopback")
+    add_arguments(p)
+    return p.parse_args(argv)
+
+
+def run_loopback(args, keep_flowgraph: bool = False) -> dict:
     """Build and run the loopback; return the report dict (also used by tests and the demo)."""
     from infercom.imageio import list_images, load_image
     from infercom.link import LinkConfig
@@ -314,7 +335,10 @@ def run_loopback(args) -> dict:
         summary["server_link"] = dict(fg.link.counters)
     snrs = [r["measured_snr_db"] for r in per_image if r["measured_snr_db"] is not None]
     summary["measured_snr_db"] = float(np.mean(snrs)) if snrs else None
-    return {"summary": summary, "images": per_image}
+    report = {"summary": summary, "images": per_image}
+    if keep_flowgraph:
+        report["flowgraph"] = fg
+    return report
 
 
 def _print_table(report: dict) -> None:
