@@ -24,14 +24,14 @@ class Graph:
         self.connections: list[list[str]] = []
         self._x = 16
 
-    def block(self, name, bid, pos=None, state="enabled", **params):
+    def block(self, block_name, bid, pos=None, state="enabled", **params):
         if pos is None:
             pos = (self._x, 200)
             self._x += 200
-        self.blocks.append({"name": name, "id": bid,
+        self.blocks.append({"name": block_name, "id": bid,
                             "parameters": {k: str(v) for k, v in params.items()},
                             "states": {"coordinate": list(pos), "rotation": 0, "state": state}})
-        return name
+        return block_name
 
     def var(self, name, value, pos):
         return self.block(name, "variable", pos, value=value)
@@ -194,12 +194,12 @@ def tx_zmq() -> Graph:
     tx = tx_section(g, continuous=True, feedback=True)
     g.block("tx_throttle", "blocks_throttle", (880, 320), type="complex", samples_per_second="samp_rate",
             ignoretag="True")
-    g.block("tx_zmq", "zeromq_push_sink", (1080, 320), type="complex", address="iq_addr", timeout="100",
+    g.block("iq_out", "zeromq_push_sink", (1080, 320), type="complex", address="iq_addr", timeout="100",
             pass_tags="False", hwm="-1", bind="True")
     g.block("fb_link", "infercom_server_link", (16, 480), server_addr="''", feedback_addr="feedback_addr",
             tx_ids="[tx_id]", hwm="1000")
     g.link("fb_link", "feedback", "tx_ctl", "feedback")
-    g.chain(tx, "tx_throttle", "tx_zmq")
+    g.chain(tx, "tx_throttle", "iq_out")
     return g
 
 
@@ -212,11 +212,11 @@ def rx_zmq() -> Graph:
     g.param("snr_db", "Es/N0 (dB) of the added noise", "eng_float", "100", (480, 100))
     g.param("cfo", "CFO (cycles/sample)", "eng_float", "0.0", (700, 100))
     g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (900, 100))
-    g.block("rx_zmq", "zeromq_pull_source", (16, 320), type="complex", address="iq_addr", timeout="100",
+    g.block("iq_in", "zeromq_pull_source", (16, 320), type="complex", address="iq_addr", timeout="100",
             pass_tags="False", hwm="-1", bind="False")
     g.block("ch_model", "channels_channel_model", (240, 320), noise_voltage="10 ** (-snr_db / 20.0)",
             freq_offset="cfo", epsilon="1.0", taps="[1.0]", seed="0", block_tags="False")
-    g.chain("rx_zmq", "ch_model")
+    g.chain("iq_in", "ch_model")
     demod, chase = rx_section(g, "ch_model")
     g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len")
     g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
