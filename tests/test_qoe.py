@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""QoE metrics: MATLAB imresize, NIQE (vectorised vs a per-patch loop re-implementation), CLIP-IQA and CLIP
+similarity on a tiny random CLIP built here, the offline consistency proxy, full-reference metrics, thresholds
+and the calibration's threshold search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import convolve, gaussian_filter
+from scipy.special import gamma
+
+from infercom import metrics, source
+from receiver_server.qoe import REGISTRY, get_qoe
+from receiver_server.qoe.base import rgb_to_gray, rgb_to_y
+from receiver_server.qoe.calibrate import best_threshold
+from receiver_server.qoe.imresize import contributions, imresize
+from receiver_server.qoe.niqe import DEFAULT_PARAMS, load_pristine
+from receiver_server.qoe.thresholds import Threshold, load_thresholds, threshold
+
+needs_params = pytest.mark.skipif(not DEFAULT_PARAMS.is_file(), reason="run `make setup` (NIQE parameters)")
+
+
+def kodak(kodak_dir: Path, k: int) -> np.ndarray:
+    return np.asarray(Image.open(kodak_dir / f"kodim{k:02d}.png").convert("RGB"))
+
+
+# --------------------------------------------------------------------------------------------- imresize
+
+def test_imresize_interior_matches_pil_antialiased_bicubic(rng):
+    """PIL's reducing BICUBIC is the same a = -0.5 kernel stretched by 1/scale; only the borders differ
+    (PIL renormalises a truncated kernel, MATLAB mirrors), so the interiors must agree."""
+    img = rng.uniform(0, 255, (64, 80)).astype(np.float32)
+    ours = imresize(img, scale=0.5)
+    pil = np.asarray(Image.fromarray(img, mode="F").resize((40, 32), Image.BICUBIC), dtype=np.float64)
+    assert ours.shape == (32, 40)
+    np.testing.assert_allclose(ours[3:-3, 3:-3], pil[3:-3, 3:-3], atol=2e-3)
+    up = imresize(img, output_shape=(128, 160))                           # enlarging: plain cubic
+    pil_up = np.asarray(Image.fromarray(img, mode="F").resize((160, 128), Image.BICUBIC), dtype=np.float64)
+    np.testing.assert_allclose(up[4:-4, 4:-4], pil_up[4:-4, 4:-4], atol=2e-3)
+
+
+def test_imresize_properties():
+    w, idx = contributions(10, 5, 0.5)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert idx.min() >= 0 and idx.max() <= 9
+    const = np.full((21, 13, 3), 77.0)
+    np.testing.assert_allclose(imresize(const, scale=0.5), 77.0)
+    assert imresize(const, scale=0.5).shape == (11, 7, 3)                  # ceil, as MATLAB
+    ramp = np.tile(np.arange(40, dtype=float), (8, 1))                     # cubic reproduces linear functions
+    half = imresize(ramp, scale=0.5)
+    np.testing.assert_allclose(half[:, 3:-3], np.broadcast_to((np.arange(20) * 2 + 0.5)[3:-3], (4, 14)), atol=1e-9)
+    with pytest.raises(ValueError):
+        imresize(np.zeros((0, 3)), scale=0.5)
+    with pytest.raises(ValueError):
+        imresize(const, scale=0.5, output_shape=(3, 3))
+
+
+# --------------------------------------------------------------------------------------------- NIQE
+
+def _aggd_loop(vec):
+    """Reference AGGD fit, straight from the formulas (one block at a time)."""
+    gam = np.arange(0.2, 10.001, 0.001)
+    r_gam = gamma(2 / gam) ** 2 / (gamma(1 / gam) * gamma(3 / gam))
+    left = math.sqrt(np.mean(vec[vec < 0] ** 2))
+    right = math.sqrt(np.mean(vec[vec > 0] ** 2))
+    g = left / right
+    rhat = np.mean(np.abs(vec)) ** 2 / np.mean(vec ** 2)
+    rn = rhat * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
+    alpha = gam[int(np.argmin((r_gam - rn) ** 2))]
+    c = math.sqrt(gamma(1 / alpha) / gamma(3 / alpha))
+    return alpha, left * c, right * c
+
+
+def _niqe_loop(grey, mu_p, cov_p, window):
+    """Independent re-implementation: explicit loops over scales and patches (basicsr/MATLAB structure)."""
+    h, w = grey.shape
+    nh, nw = h // 96, w // 96
+    img = grey[:nh * 96, :nw * 96].astype(np.float64)
+    feats = [[] for _ in range(nh * nw)]
+    for scale in (1, 2):
+        mu = convolve(img, window, mode="nearest")
+        sig = np.sqrt(np.abs(convolve(img * img, window, mode="nearest") - mu * mu))
+        d = (img - mu) / (sig + 1)
+        b = 96 // scale
+        k = 0
+        for j in range(nw):
+            for i in range(nh):
+                blk = d[i * b:(i + 1) * b, j * b:(j + 1) * b]
+                a, bl, br = _aggd_loop(blk.ravel())
+                f = [a, (bl + br) / 2]
+                for sh in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                    a, bl, br = _aggd_loop((blk * np.roll(blk, sh, axis=(0, 1))).ravel())
+                    f += [a, (br - bl) * gamma(2 / a) / gamma(1 / a), bl, br]
+                feats[k] += f
+                k += 1
+        img = imresize(img / 255.0, scale=0.5) * 255.0
+    x = np.array(feats)
+    mu_d = x.mean(axis=0)
+    cov_d = np.cov(x, rowvar=False)
+    diff = mu_p - mu_d
+    return float(np.sqrt(diff @ np.linalg.pinv((cov_p + cov_d) / 2) @ diff))
+
+
+@needs_params
+def test_niqe_vectorised_equals_patch_loop_on_kodak(kodak_dir):
+    mu, cov, win = load_pristine()
+    m = get_qoe("niqe")
+    for k in (3, 19):
+        img = kodak(kodak_dir, k)
+        grey = m.grey(img)
+        assert abs(m.score(img) - _niqe_loop(grey, mu, cov, win)) < 1e-6
+
+
+@needs_params
+def test_niqe_ranks_distortions(kodak_dir, rng):
+    m = get_qoe("niqe")
+    assert m.higher_is_better is False and m.name == "niqe"
+    img = kodak(kodak_dir, 7)
+    clean = m.score(img)
+    blurred = np.clip(gaussian_filter(img.astype(float), (2.5, 2.5, 0)), 0, 255).astype(np.uint8)
+    noisy = np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+    assert 1.5 < clean < 6.0                                  # natural photographs
+    assert m.score(blurred) > clean + 2 and m.score(noisy) > clean + 2
+    grey_cfg = get_qoe("niqe", config={"convert_to": "gray", "crop_border": 4})
+    assert abs(grey_cfg.score(img) - clean) < 1.0             # a different grey conversion, same verdict
+
+
+def test_colour_conversions_match_matlab():
+    px = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]]], np.uint8)
+    np.testing.assert_array_equal(rgb_to_gray(px)[0], [76, 150, 29, 255, 0])      # MATLAB rgb2gray(uint8)
+    np.testing.assert_allclose(rgb_to_y(px)[0], [81.481, 144.553, 40.966, 235.0, 16.0], atol=1e-9)
+
+
+@needs_params
+def test_niqe_rejects_bad_input(tmp_path):
+    m = get_qoe("niqe")
+    with pytest.raises(ValueError, match="96x96"):
+        m.score(np.zeros((100, 150, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        m.score(np.zeros((200, 200, 3), np.float32))
+    with pytest.raises(ValueError, match="convert_to"):
+        get_qoe("niqe", config={"convert_to": "lab"})
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        get_qoe("niqe", config={"params_path": str(tmp_path / "none.npz")})
+
+
+# --------------------------------------------------------------------------------------------- CLIP
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny random CLIP (ViT 32 px) saved with its processor and a character-level tokenizer."""
+    torch = pytest.importorskip("torch")
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig,
+                              CLIPTokenizer, CLIPVisionConfig)
+
+    root = tmp_path_factory.mktemp("clip")
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"))
+    eos = vocab["<|endoftext|>"]
+    text = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=48, num_attention_heads=4,
+                          num_hidden_layers=2, max_position_embeddings=32, projection_dim=16,
+                          bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_hidden_layers=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))          # so the model's own logits are 100 * cos
+    proc = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                            crop_size={"height": 32, "width": 32}), tokenizer=tok)
+    out = root / "clip"
+    model.save_pretrained(str(out))
+    proc.save_pretrained(str(out))
+    return out
+
+
+def _images(rng, n=3):
+    return [np.clip(rng.normal(128, 60, (40 + 5 * i, 52, 3)), 0, 255).astype(np.uint8) for i in range(n)]
+
+
+def test_clip_iqa_is_the_softmax_of_the_models_own_logits(tiny_clip, rng):
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    m = get_qoe("clip_iqa", config={"path": str(tiny_clip)})
+    assert (m.name, m.higher_is_better, m.range) == ("clip_iqa", True, (0.0, 1.0))
+    imgs = _images(rng)
+    scores = m.scores(imgs)
+    # independent path: the model's forward pass (logits_per_image = exp(logit_scale) * cos)
+    model = CLIPModel.from_pretrained(str(tiny_clip), local_files_only=True).eval()
+    proc = CLIPProcessor.from_pretrained(str(tiny_clip), local_files_only=True)
+    inputs = proc(text=["Good photo.", "Bad photo."], images=imgs, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ref = model(**inputs).logits_per_image.softmax(dim=-1)[:, 0].numpy()
+    np.testing.assert_allclose(scores, ref, atol=1e-5)
+    assert np.all((scores >= 0) & (scores <= 1)) and np.ptp(scores) > 1e-4    # in range, image dependent
+    np.testing.assert_allclose([m.score(i) for i in imgs], scores, atol=1e-6)  # single == batched
+
+
+def test_clip_iqa_prompt_order_matters(tiny_clip, rng):
+    imgs = _images(rng)
+    good_bad = get_qoe("clip_iqa", config={"path": str(tiny_clip)}).scores(imgs)
+    bad_good = get_qoe("clip_iqa", config={"path": str(tiny_clip),
+                                           "prompts": ["Bad photo.", "Good photo."]}).scores(imgs)
+    np.testing.assert_allclose(good_bad + bad_good, 1.0, atol=1e-6)
+    assert np.max(np.abs(good_bad - 0.5)) > 1e-4
+    with pytest.raises(ValueError, match="pair"):
+        get_qoe("clip_iqa", config={"path": str(tiny_clip), "prompts": ["Good photo."]})
+
+
+def test_clip_similarity(tiny_clip, rng):
+    s = get_qoe("clip_sim", config={"path": str(tiny_clip)})
+    a, b, _ = _images(rng)
+    assert s.similarity(a, a) == pytest.approx(1.0, abs=1e-5)
+    assert s.similarity(a, b) == pytest.approx(s.similarity(b, a), abs=1e-6)
+    assert -1.0 <= s.similarity(a, b) < 0.99999
+    # against the observation: the target is the bicubic baseline of the observation
+    from receiver_server.restorers import get_restorer
+
+    obs = source.lpf_encode(a, 3, 3).astype(np.float32)
+    meta = dict(bh=3, bw=3, height=a.shape[0], width=a.shape[1], channels=3)
+    base = get_restorer("bicubic").restore(obs, meta)
+    assert s.score(base, obs, meta) == pytest.approx(1.0, abs=1e-5)
+    assert s.score(b[:a.shape[0]], obs, meta) == pytest.approx(s.similarity(b[:a.shape[0]], base), abs=1e-6)
+    with pytest.raises(ValueError, match="observation"):
+        s.score(a)
+    ref = get_qoe("clip_sim", config={"path": str(tiny_clip), "against": "reference"})
+    assert ref.score(a, obs, dict(meta, reference=a)) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="reference"):
+        ref.score(a, obs, meta)
+
+
+def test_clip_metric_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="config 'path'"):
+        get_qoe("clip_iqa")
+    with pytest.raises(ValueError, match="config.json"):
+        get_qoe("clip_sim", config={"path": str(tmp_path)})
+    with pytest.raises(ValueError, match="unknown"):
+        get_qoe("clip_sim", config={"path": str(tmp_path), "prompts": ["a", "b"]})
+
+
+# --------------------------------------------------------------------------------------------- offline proxy
+
+def test_consistency_proxy(kodak_dir, rng):
+    img = kodak(kodak_dir, 5)[:200, :300]
+    obs = source.lpf_encode(img, 3, 3).astype(np.float32)
+    meta = dict(bh=3, bw=3, height=200, width=300, channels=3,
+                missing=np.zeros(obs.shape[:2], bool))
+    q = get_qoe("consistency")
+    assert q.score(img, obs, meta) == pytest.approx(1.0)            # the original is exactly consistent
+    shifted = np.roll(img, 9, axis=1)
+    noisy = np.clip(img + rng.normal(0, 40, img.shape), 0, 255).astype(np.uint8)
+    assert q.score(shifted, obs, meta) < 0.9 and q.score(noisy, obs, meta) < q.score(img, obs, meta)
+    # pixels that had no symbols carry no observation: corrupting them there changes nothing
+    bad = obs.copy()
+    bad[10:20, 10:30] = 0.0
+    meta_missing = dict(meta, missing=np.zeros(obs.shape[:2], bool))
+    meta_missing["missing"][10:20, 10:30] = True
+    assert q.score(img, bad, meta_missing) == pytest.approx(1.0)
+    assert q.score(img, bad, meta) < 0.99
+    with pytest.raises(ValueError, match="observation and meta"):
+        q.score(img)
+    with pytest.raises(ValueError, match="do not match"):
+        q.score(img[:100], obs, meta)
+
+
+def test_full_reference_metrics(kodak_dir, rng):
+    img = kodak(kodak_dir, 2)[:128, :128]
+    noisy = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    meta = {"reference": img}
+    assert get_qoe("psnr").score(noisy, None, meta) == pytest.approx(metrics.psnr(noisy, img))
+    assert get_qoe("ssim", config={"channel": "y"}).score(noisy, None, meta) == \
+        pytest.approx(metrics.ssim(noisy, img, channel="y"))
+    with pytest.raises(ValueError, match="evaluation only"):
+        get_qoe("psnr").score(noisy)
+
+
+def test_registry():
+    assert set(REGISTRY) == {"niqe", "clip_iqa", "clip_sim", "consistency", "psnr", "ssim"}
+    with pytest.raises(ValueError, match="unknown QoE metric"):
+        get_qoe("brisque")
+
+
+# --------------------------------------------------------------------------------------------- thresholds
+
+def test_thresholds(tmp_path):
+    t = load_thresholds(("clip_iqa", "clip_sim"))
+    assert (t["clip_iqa"].value, t["clip_sim"].value) == (0.8, 0.9)
+    assert t["clip_iqa"].passes(0.81) and not t["clip_iqa"].passes(0.79) and not t["clip_iqa"].passes(math.nan)
+    cal = tmp_path / "t.json"
+    cal.write_text(json.dumps({"thresholds": {"niqe": 7.5, "consistency": 0.95}, "command": "x"}))
+    n = threshold("niqe", calibration=cal)
+    assert n.value == 7.5 and n.passes(7.0) and not n.passes(8.0)          # NIQE: lower passes
+    assert threshold("niqe", overrides={"niqe": 6.0}, calibration=cal).value == 6.0
+    with pytest.raises(ValueError, match="calibrate"):
+        threshold("niqe", calibration=tmp_path / "absent.json")
+    assert isinstance(n, Threshold)
+
+
+def test_shipped_calibration_is_complete():
+    from receiver_server.qoe.thresholds import CALIBRATION_FILE
+
+    doc = json.loads(CALIBRATION_FILE.read_text())
+    assert set(doc["thresholds"]) == {"niqe", "consistency"}
+    assert "receiver_server.qoe.calibrate" in doc["command"] and "kodak" not in json.dumps(doc["dataset"])
+    for name in ("niqe", "consistency"):
+        assert doc["separation"][name]["balanced_accuracy"] > 0.5       # better than chance
+
+
+def test_best_threshold_separates_classes():
+    v = np.array([1.0, 2.0, 3.0, 4.0, 10.0, 11.0, 12.0])
+    good = np.array([1, 1, 1, 1, 0, 0, 0], bool)
+    r = best_threshold(v, good, higher_is_better=False)
+    assert r["threshold"] == pytest.approx(7.0) and r["balanced_accuracy"] == 1.0
+    r = best_threshold(-v, good, higher_is_better=True)
+    assert r["threshold"] == pytest.approx(-7.0) and r["balanced_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="both"):
+        best_threshold(v, np.ones(7, bool), True)
