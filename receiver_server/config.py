@@ -99,7 +99,7 @@ class ServerConfig:
     feedback_bind: str | None = None         # PUB: feedback out (None: bind port + 1)
     allow_remote: bool = False               # binding a non-loopback address needs this (and ideally CURVE)
     curve_secret_file: str | None = None     # zmq.auth secret certificate: enables CurveZMQ on both sockets
-    restorer: str = "bicubic"
+    restorer: str | None = None              # None: receiver_server.restorers.DEFAULT_RESTORER
     restorer_config: dict[str, Any] = field(default_factory=dict)
     qoe: tuple[str, ...] = ()                # metric names (empty: the QoE package's offline default)
     qoe_config: dict[str, dict[str, Any]] = field(default_factory=dict)   # per metric name
@@ -125,7 +125,7 @@ class ServerConfig:
             if not self.allow_remote and not is_loopback_address(addr):
                 raise ValueError(f"{name}={addr!r} is not a loopback address; pass allow_remote "
                                  "(--allow-remote) to expose the server, ideally with CurveZMQ")
-        if not isinstance(self.restorer, str) or not self.restorer:
+        if self.restorer is not None and (not isinstance(self.restorer, str) or not self.restorer):
             raise ValueError("restorer must be a name")
         if isinstance(self.qoe, str):
             object.__setattr__(self, "qoe", tuple(q for q in self.qoe.split(",") if q))

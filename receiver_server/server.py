@@ -78,24 +78,24 @@ def default_qoe_names() -> tuple[str, ...]:
 
 
 def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float]) -> dict[str, float]:
-    """Thresholds per metric: the configured ones, else the metric's own ``threshold`` attribute, else the
-    QoE package's ``DEFAULT_THRESHOLDS``. Metrics without any threshold are reported but not tested."""
+    """Thresholds per metric: the configured ones, else the metric's own ``threshold`` attribute, else the QoE
+    package's rule (``receiver_server.qoe.thresholds.threshold``: the papers' CLIP defaults, the calibrated
+    offline ones). Metrics without any threshold are reported but do not gate the ACK."""
     out = {}
-    try:
-        from . import qoe
-        pkg = dict(getattr(qoe, "DEFAULT_THRESHOLDS", {}) or {})
-    except ImportError:
-        pkg = {}
+    unknown = sorted(set(configured) - set(metrics))
+    if unknown:
+        raise ValueError(f"thresholds given for metrics that are not loaded: {unknown}")
     for name, m in metrics.items():
         if name in configured:
             out[name] = float(configured[name])
         elif getattr(m, "threshold", None) is not None:
             out[name] = float(m.threshold)
-        elif name in pkg:
-            out[name] = float(pkg[name])
-    unknown = sorted(set(configured) - set(metrics))
-    if unknown:
-        raise ValueError(f"thresholds given for metrics that are not loaded: {unknown}")
+        else:
+            try:
+                from .qoe.thresholds import threshold
+                out[name] = float(threshold(name).value)
+            except (ImportError, ValueError):
+                pass
     return out
 
 
@@ -126,8 +126,9 @@ class InferenceServer:
         self.cfg = cfg
         self.log = logger or make_logger("receiver_server", cfg.log_file, cfg.log_level)
         if restorer is None:
-            from .restorers import get_restorer
-            restorer = get_restorer(cfg.restorer, cfg.device, dict(cfg.restorer_config) or None)
+            from .restorers import DEFAULT_RESTORER, get_restorer
+            restorer = get_restorer(cfg.restorer or DEFAULT_RESTORER, cfg.device,
+                                    dict(cfg.restorer_config) or None)
         self.restorer = restorer
         if metrics is None:
             from .qoe import get_qoe
@@ -243,7 +244,8 @@ class InferenceServer:
         router = pub = None
         try:
             router, pub = self._setup_sockets(ctx)
-            self.log.info("listening", extra={"fields": {**self.bound, "restorer": self.cfg.restorer,
+            self.log.info("listening", extra={"fields": {**self.bound,
+                                                         "restorer": getattr(self.restorer, "name", "?"),
                                                          "qoe": sorted(self.metrics),
                                                          "thresholds": self.thresholds,
                                                          "curve": bool(self.cfg.curve_secret_file)}})
@@ -455,11 +457,14 @@ class InferenceServer:
         dec = decide(scores, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
                      job.frame_snr_db, c.bh, c.bw)
         if self.cfg.artifacts_dir:
-            self._save_artifacts(job, obs, restored, scores, dec, snr_db)
+            self._save_artifacts(job, obs, restored, scores, dec, snr_db, lay, lcfg)
         return dec, scores, lat
 
     def _save_artifacts(self, job: AttemptJob, obs: np.ndarray, restored: np.ndarray, scores: dict,
-                        dec: Decision, snr_db: float) -> None:
+                        dec: Decision, snr_db: float, lay, lcfg) -> None:
+        """One ``.npz`` per attempt: observation, restored image, and a sample of the combined soft symbols
+        with the bit plane each carries (0 = MSB), for reports and debugging."""
+        from infercom import interleave
         tx_id, image_id = job.key
         path = Path(self.cfg.artifacts_dir) / f"tx{tx_id:03d}_img{image_id:04d}_g{job.generation}_a{job.attempt:02d}.npz"
         rng = np.random.default_rng(job.attempt)
@@ -467,8 +472,11 @@ class InferenceServer:
         idx = np.flatnonzero(ok)
         if idx.size > 4000:
             idx = np.sort(rng.choice(idx, 4000, replace=False))
+        perm = interleave.permutation(lay.n_symbols, interleave.get_keyring(None).key(lcfg.key_id))
+        plane = (perm[idx] // lay.n_sym_per_plane).astype(np.int8)
         np.savez_compressed(path, observation=obs.astype(np.float32), restored=restored,
-                            y_sample=job.y[idx], noise_var_sample=job.noise_var[idx],
+                            y_sample=job.y[idx], noise_var_sample=job.noise_var[idx], plane_sample=plane,
+                            plane_amplitudes=lcfg.plane_amplitudes(),
                             info=json.dumps({"scores": scores, "decision": dec.decision, "reason": dec.reason,
                                              "mode": dec.mode, "attempt": job.attempt,
                                              "attempts_combined": job.attempts_combined, "snr_db": snr_db,

@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``infercom demo`` (``make demo``): the closed loop end to end, with an HTML report.
+
+1. starts the inference server (``infercom server`` in a subprocess, loopback address, records + per-attempt
+   artifacts into the output folder);
+2. sends a few kodak24 images at about -4 dB Es/N0 with block fading through
+   * ``--path gnuradio`` (default when GNU Radio and ``gnuradio.infercom`` are installed): the headless GNU
+     Radio loopback (``gnuradio.infercom.apps.loopback``: TX controller -> modulator -> fading, RRC, CFO,
+     timing offset, AWGN -> burst sync -> demod) whose ``server_link`` streams soft frames to the server and
+     whose TX controller acts on its ACK/NACK;
+   * ``--path sim``: the symbol-level simulated transmitter (``receiver_server.simlink``: the same encoder and
+     frames, a symbol-level channel with genie equalisation) through the same protocol and server;
+3. stops the server and writes ``OUT/report.html`` (original / received / restored side by side, QoE per
+   attempt, retransmissions, constellation plots) and ``OUT/records.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .config import PolicyConfig
+
+REPO = Path(__file__).resolve().parents[1]
+#: a varied default subset of kodak24 (people, architecture, nature, texture)
+DEFAULT_IMAGES = ("kodim03.png", "kodim05.png", "kodim23.png")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path", choices=("auto", "gnuradio", "sim"), default="auto",
+                   help="gnuradio: the GNU Radio loopback flowgraph; sim: symbol-level channel (default: "
+                        "gnuradio when installed)")
+    p.add_argument("--images", default=None,
+                   help="folder of images (default: a few of ../shared/datasets/kodak24 or $INFERCOM_DATASETS)")
+    p.add_argument("--n-images", type=int, default=3, help="number of images (default 3)")
+    p.add_argument("--snr-db", type=float, default=-4.0, help="average Es/N0 in dB (default -4)")
+    p.add_argument("--fading", choices=("block", "none"), default="block",
+                   help="block: one Rayleigh coefficient per image transmission; none: AWGN")
+    p.add_argument("--rate", default="1/9", help="source rate 1/(bh*bw) (default 1/9)")
+    p.add_argument("--max-attempts", type=int, default=6, help="attempts per image (default 6)")
+    p.add_argument("--timeout-s", type=float, default=5.0, help="transmitter feedback timeout (s)")
+    p.add_argument("--restorer", default=None, help="server restorer (default: the server's default)")
+    p.add_argument("--qoe", default=None, help="server QoE metrics (default: the offline default set)")
+    p.add_argument("--mode", default="chase", choices=("auto", "chase", "selective", "refine"),
+                   help="what a NACK asks for (default chase)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of loopback ports")
+
+
+def _find_images(args) -> list[Path]:
+    from infercom.imageio import list_images
+
+    if args.images:
+        files = list_images(args.images)
+    else:
+        root = Path(os.environ.get("INFERCOM_DATASETS", REPO.parent / "shared" / "datasets")) / "kodak24"
+        if not root.is_dir():
+            raise ValueError(f"kodak24 not found at {root}; pass --images or set INFERCOM_DATASETS")
+        files = [root / n for n in DEFAULT_IMAGES if (root / n).is_file()] or list_images(root)
+        if len(files) < args.n_images:
+            files += [f for f in list_images(root) if f not in files]
+    if args.n_images < 1:
+        raise ValueError("--n-images must be >= 1")
+    return files[: args.n_images]
+
+
+def _gnuradio_available() -> bool:
+    try:
+        import gnuradio.infercom.apps.loopback  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+class _Progress(threading.Thread):
+    """Polls the server's status and prints a line whenever its decisions change."""
+
+    def __init__(self, address: str, n_images: int):
+        super().__init__(daemon=True)
+        self.address, self.n_images = address, n_images
+        self.stop = threading.Event()
+        self.last = None
+
+    def run(self) -> None:
+        from .simlink import status_request
+        t0 = time.monotonic()
+        while not self.stop.wait(1.0):
+            try:
+                st = status_request(self.address, timeout_s=2.0)
+            except (TimeoutError, OSError):
+                continue
+            d = st.get("decisions", {})
+            cur = (d.get("ACK", 0), d.get("NACK", 0), d.get("FAIL", 0), st["counters"].get("frames_accepted", 0))
+            if cur != self.last:
+                self.last = cur
+                print(f"[demo] {time.monotonic() - t0:5.1f} s  frames received {cur[3]:4d}  images done "
+                      f"{cur[0] + cur[2]}/{self.n_images}  (ACK {cur[0]}, FAIL {cur[2]}, NACK so far {cur[1]})",
+                      flush=True)
+
+
+def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "infercom.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
+           "--records", str(out / "server_records.jsonl"), "--artifacts-dir", str(out / "artifacts"),
+           "--log-file", str(out / "server.log"), "--max-attempts", str(args.max_attempts), "--mode", args.mode,
+           "--assembly-timeout", "2.0"]
+    if args.restorer:
+        cmd += ["--restorer", args.restorer]
+    if args.qoe:
+        cmd += ["--qoe", args.qoe]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    t_end = time.monotonic() + 120
+    while time.monotonic() < t_end:
+        line = proc.stdout.readline()
+        if line.strip().startswith("{"):
+            if json.loads(line).get("event") == "ready":
+                return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+    proc.kill()
+    raise RuntimeError("the server did not start within 120 s")
+
+
+def _run_gnuradio(args, inputs: Path, port: int) -> tuple[list[dict], dict]:
+    from gnuradio.infercom.apps import loopback
+
+    p = argparse.ArgumentParser()
+    loopback.add_arguments(p)
+    argv = ["--images", str(inputs), "--snr-db", str(args.snr_db), "--server", f"tcp://127.0.0.1:{port}",
+            "--max-attempts", str(args.max_attempts), "--timeout-s", str(args.timeout_s), "--seed",
+            str(args.seed), "--rate", args.rate, "--wall-timeout", "270"]
+    if args.fading == "block":
+        argv += ["--fading", "block", "--fading-per", "image"]
+    report = loopback.run_loopback(p.parse_args(argv))
+    tx = [{"tx_id": 0, "image_id": r["image_id"], "outcome": r["tx_outcome"],
+           "n_attempts": r["retransmissions"] + 1, "attempts": [],
+           "failure": None if r["tx_outcome"] == "ACK" else "see the server record",
+           "loopback": {k: v for k, v in r.items() if k not in ("image", "image_id")}} for r in report["images"]]
+    return tx, report["summary"]
+
+
+def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dict]:
+    from infercom.arq import ArqConfig
+    from infercom.link import LinkConfig
+
+    from .simlink import ChannelSpec, SimTransmitter
+
+    design = int(min(max(round(args.snr_db), -16), 15))
+    tx = SimTransmitter(0, [(i, img, {"name": name}) for i, (name, img) in enumerate(images)],
+                        f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}",
+                        LinkConfig(bh=bh, bw=bw, design_snr_db=design),
+                        ArqConfig(max_attempts=args.max_attempts, timeout_s=args.timeout_s),
+                        ChannelSpec(snr_db=args.snr_db, fading="block-attempt" if args.fading == "block" else "awgn"),
+                        seed=args.seed)
+    t0 = time.perf_counter()
+    recs = tx.run(270)
+    return recs, {"wall_s": time.perf_counter() - t0, "frames_sent": tx.frames_sent}
+
+
+def run(args: argparse.Namespace) -> int:
+    from infercom.imageio import load_image, parse_rate
+
+    from .records import load_records
+    from .report import write_report
+
+    t_start = time.monotonic()
+    try:
+        PolicyConfig(max_attempts=args.max_attempts)
+        bh, bw = parse_rate(args.rate)
+        files = _find_images(args)
+    except ValueError as exc:
+        print(f"infercom demo: {exc}", file=sys.stderr)
+        return 2
+    path = args.path
+    if path == "auto":
+        path = "gnuradio" if _gnuradio_available() else "sim"
+        if path == "sim":
+            print("[demo] GNU Radio loopback not available: using the symbol-level path (--path sim)", flush=True)
+    elif path == "gnuradio" and not _gnuradio_available():
+        print("infercom demo: gnuradio.infercom is not installed (make oot), or use --path sim", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    for sub in ("artifacts", "inputs"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    for f in ("server_records.jsonl", "server.log"):
+        (out / f).unlink(missing_ok=True)
+    (out / "inputs").mkdir(parents=True)
+    for i, f in enumerate(files):                     # links, not copies, in the order of the image ids
+        (out / "inputs" / f"{i:02d}_{f.name}").symlink_to(f.resolve())
+    images = [(f.name, load_image(f)) for f in files]
+    print(f"[demo] {len(images)} images ({', '.join(n for n, _ in images)}), Es/N0 {args.snr_db} dB, fading "
+          f"{args.fading}, rate 1/{bh * bw}, path {path}, up to {args.max_attempts} attempts", flush=True)
+    port = _free_port_pair()
+    server = _start_server(args, out, port, bh, bw)
+    print(f"[demo] server up on tcp://127.0.0.1:{port} (feedback :{port + 1})", flush=True)
+    prog = _Progress(f"tcp://127.0.0.1:{port}", len(images))
+    prog.start()
+    try:
+        if path == "gnuradio":
+            tx_records, summary = _run_gnuradio(args, out / "inputs", port)
+        else:
+            tx_records, summary = _run_sim(args, images, port, bh, bw)
+        time.sleep(0.5)
+    finally:
+        prog.stop.set()
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    srv_records = load_records(out / "server_records.jsonl") if (out / "server_records.jsonl").exists() else []
+    status_line = _last_status(out / "server.log")
+    meta = {"path": path, "images": len(images), "Es/N0 (dB)": args.snr_db, "fading": args.fading,
+            "rate": f"1/{bh * bw} ({bh}x{bw} blocks)", "max attempts": args.max_attempts,
+            "NACK asks for": args.mode, "restorer": status_line.get("restorer", args.restorer or "default"),
+            "QoE (thresholds)": json.dumps(status_line.get("thresholds", {})),
+            "transmitter timeout (s)": args.timeout_s, "wall time (s)": round(time.monotonic() - t_start, 1)}
+    meta.update({f"run: {k}": v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
+    report = write_report(out, [{"tx_id": 0, "image_id": i, "name": n, "image": img}
+                                for i, (n, img) in enumerate(images)],
+                          tx_records, srv_records, out / "artifacts", meta)
+    merged = []
+    for i, (n, _) in enumerate(images):
+        t = next((r for r in tx_records if r["image_id"] == i), None)
+        merged.append({"image": n, "tx_id": 0, "image_id": i, "outcome": t["outcome"] if t else None, "tx": t,
+                       "server": [r for r in srv_records if r["image_id"] == i]})
+    (out / "records.json").write_text(json.dumps({"run": meta, "images": merged}, indent=1, default=str))
+    acks = sum(m["outcome"] == "ACK" for m in merged)
+    fails = sum(m["outcome"] == "FAIL" for m in merged)
+    retx = sum((m["tx"] or {}).get("n_attempts", 1) - 1 for m in merged)
+    print(f"[demo] done in {time.monotonic() - t_start:.1f} s: {acks} ACK, {fails} FAIL, {retx} retransmissions; "
+          f"report: {report}", flush=True)
+    ok = all(m["outcome"] in ("ACK", "FAIL") for m in merged) and len(srv_records) >= 1
+    return 0 if ok else 1
+
+
+def _last_status(log: Path) -> dict:
+    """The server's ``listening`` log line (restorer, QoE, thresholds)."""
+    if not log.exists():
+        return {}
+    for line in log.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if d.get("event") == "listening":
+            return d
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="infercom demo", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
