@@ -52,6 +52,18 @@ def encode(bits) -> np.ndarray:
     b = np.asarray(bits)
     if b.ndim != 1 or (b.size and (b.min() < 0 or b.max() > 1)):
         raise ValueError("bits must be a 1-D array of 0/1")
+    n = b.size + K - 1
+    b = np.concatenate([b.astype(np.int64), np.zeros(K - 1, np.int64)])  # zero tail
+    out = np.empty(2 * n, dtype=np.uint8)
+    for i, g in enumerate(G):
+        taps = np.array([(g >> (K - 1 - d)) & 1 for d in range(K)], dtype=np.int64)  # tap on u[t-d]
+        out[i::2] = np.convolve(b, taps)[:n] & 1
+    return out
+
+
+def encode_ref(bits) -> np.ndarray:
+    """State-machine reference of :func:`encode` (trellis tables, one bit at a time)."""
+    b = np.asarray(bits)
     b = np.concatenate([b.astype(np.int64), np.zeros(K - 1, np.int64)])
     out = np.empty(2 * b.size, dtype=np.uint8)
     s = 0

@@ -32,13 +32,14 @@ bursts cut off by the end of the input are counted (``counters['truncated']``) b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numba
 import numpy as np
 
 from . import preamble as pre
 from .channel import rrc_taps
-from .frame import FrameFormat, frame_layout
+from .frame import FrameFormat
 from .header import HEADER_SYMBOLS, FrameHeader, decode_header, encode_header
 
 __all__ = ["Candidate", "ReceivedFrame", "HeaderResult", "MatchedFilter", "BurstDetector", "BurstDemodulator",
@@ -50,7 +51,9 @@ S = pre.N_SEG
 NP = pre.PREAMBLE_LEN
 _U = pre.frank16()
 _E = pre.diff_cover().astype(np.float32)
-_INTERP_HALF = 8  # windowed-sinc symbol interpolator: 16 taps
+_PRE = pre.preamble()
+_PRE_C = np.conj(_PRE)
+_INTERP_HALF = 4  # windowed-sinc symbol interpolator: 8 taps (EVM floor -37.7 dB is the RRC truncation, not this)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -430,24 +433,51 @@ def _interp_taps(frac: float) -> np.ndarray:
     return (w / w.sum()).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out):
     """out[k] = (sum_i w[i] z[n0 + (k0+k)*sps + i - (H-1)]) * exp(-j(2 pi f_sym (k0+k) + ph0))."""
-    H1 = (w.size // 2) - 1
-    step = np.exp(-2j * np.pi * f_sym)
-    ph = np.exp(-1j * (2 * np.pi * f_sym * k0 + ph0))
+    nw = w.size
+    H1 = (nw // 2) - 1
+    a = -2.0 * np.pi * f_sym
+    sr = np.cos(a)
+    si = np.sin(a)
+    a0 = -(2.0 * np.pi * f_sym * k0 + ph0)
+    pr = np.cos(a0)
+    pi_ = np.sin(a0)
     for k in range(n_sym):
         base = n0 + (k0 + k) * sps - H1
-        ar = 0.0
-        ai = 0.0
-        for i in range(w.size):
+        ar = np.float32(0.0)
+        ai = np.float32(0.0)
+        for i in range(nw):
             ar += w[i] * zr[base + i]
             ai += w[i] * zi[base + i]
-        v = complex(ar, ai) * ph
-        out[k] = v
-        ph *= step
+        out[k] = complex(ar * pr - ai * pi_, ar * pi_ + ai * pr)
+        t = pr * sr - pi_ * si
+        pi_ = pr * si + pi_ * sr
+        pr = t
         if (k & 1023) == 1023:
-            ph /= abs(ph)
+            m = 1.0 / np.sqrt(pr * pr + pi_ * pi_)
+            pr *= m
+            pi_ *= m
+
+
+@numba.njit(cache=True, nogil=True)
+def _rotate_kernel(y, f_sym, ph0, out):
+    """out[k] = y[k] * exp(-j(2 pi f_sym k + ph0)) (float64 phasor recursion, renormalised)."""
+    a = -2.0 * np.pi * f_sym
+    sr = np.cos(a)
+    si = np.sin(a)
+    pr = np.cos(-ph0)
+    pi_ = np.sin(-ph0)
+    for k in range(y.size):
+        out[k] = y[k] * complex(pr, pi_)
+        t = pr * sr - pi_ * si
+        pi_ = pr * si + pi_ * sr
+        pr = t
+        if (k & 1023) == 1023:
+            m = 1.0 / np.sqrt(pr * pr + pi_ * pi_)
+            pr *= m
+            pi_ *= m
 
 
 def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float, ph0: float) -> np.ndarray:
@@ -465,54 +495,99 @@ def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float,
 
 @numba.njit(cache=True, nogil=True)
 def _equalise_kernel(y, pos, t_blk, ph_blk, inv_h, out):
-    """out[j] = y[pos[j]] * conj(phasor(pos[j])) * inv_h, phasor linearly interpolated between pilot blocks
-    (unit phasors, renormalised); outside the first/last block centre the nearest phasor is held."""
+    """out[j] = y[pos[j]] * conj(phasor(pos[j])) * inv_h.  ``pos`` ascending.  The phasor rotates at a constant
+    rate between consecutive pilot-block centres (phase interpolated linearly, by the wrapped phase difference
+    of the smoothed block phasors); before the first / after the last centre the nearest phasor is held."""
     nb = t_blk.size
-    b = 0
+    b = -1  # interval [t_blk[b], t_blk[b+1]); -1: before the first centre
+    cur_t = -1
+    cur = ph_blk[0]
+    rot = 1.0 + 0.0j
     for j in range(pos.size):
         t = pos[j]
-        while b < nb - 2 and t > t_blk[b + 1]:
+        nb_old = b
+        while b < nb - 1 and t >= t_blk[b + 1]:
             b += 1
-        if nb == 1 or t <= t_blk[0]:
-            p = ph_blk[0]
-        elif t >= t_blk[nb - 1]:
-            p = ph_blk[nb - 1]
+        if b != nb_old or t != cur_t + 1:
+            if b < 0:
+                cur = ph_blk[0]
+                rot = 1.0 + 0.0j
+            elif b >= nb - 1:
+                cur = ph_blk[nb - 1]
+                rot = 1.0 + 0.0j
+            else:
+                d = ph_blk[b + 1] * ph_blk[b].conjugate()
+                ang = np.arctan2(d.imag, d.real) / (t_blk[b + 1] - t_blk[b])
+                rot = complex(np.cos(ang), np.sin(ang))
+                a0 = ang * (t - t_blk[b])
+                cur = ph_blk[b] * complex(np.cos(a0), np.sin(a0))
         else:
-            al = (t - t_blk[b]) / (t_blk[b + 1] - t_blk[b])
-            p = (1.0 - al) * ph_blk[b] + al * ph_blk[b + 1]
-            mag = abs(p)
-            p = p / mag if mag > 0 else ph_blk[b]
-        v = y[t] * p.conjugate() * inv_h
-        out[j] = v
+            cur = cur * rot
+        cur_t = t
+        out[j] = y[t] * cur.conjugate() * inv_h
 
 
-def _pilot_track(y, ppos_blocks, n_blocks, smooth: int, pre_tail: int = 256):
-    """Block times and smoothed unit phasors: the preamble tail as block -1 plus pilot blocks 0..n-1 (those
-    fully inside ``y``)."""
+def _pilot_track(y, pidx, pilots, smooth: int, pre_tail: int = 256):
+    """Block times and smoothed unit phasors: the preamble tail as block -1 plus the pilot blocks at symbol
+    indices ``pidx`` (n_blocks, 16) with symbols ``pilots`` (n_blocks, 16).  Smoothing: complex sum over
+    ``2*smooth + 1`` neighbouring blocks (no phase unwrapping)."""
     P = pre.PILOT_LEN
-    t = [NP - pre_tail / 2.0]
+    nb = pidx.shape[0]
+    t = np.empty(nb + 1, np.float64)
+    g = np.empty(nb + 1, np.complex128)
+    t[0] = NP - pre_tail / 2.0
     # weight of the preamble pseudo-block: as 64 pilot symbols (so it does not dominate the smoothing)
-    g = [np.vdot(pre.preamble()[NP - pre_tail:], y[NP - pre_tail:NP]) * (64.0 / pre_tail)]
-    if n_blocks:
-        idx = ppos_blocks[:n_blocks, None] + np.arange(P)[None, :]
-        pil = pre.pilot_symbols(n_blocks).reshape(n_blocks, P)
-        gb = np.sum(y[idx] * np.conj(pil), axis=1)
-        t.extend((ppos_blocks[:n_blocks] + (P - 1) / 2.0).tolist())
-        g.extend(gb.tolist())
-    g = np.asarray(g, np.complex128)
+    g[0] = np.vdot(_PRE[NP - pre_tail:], y[NP - pre_tail:NP]) * (64.0 / pre_tail)
+    if nb:
+        g[1:] = np.sum(y[pidx] * np.conj(pilots), axis=1)
+        t[1:] = pidx[:, 0] + (P - 1) / 2.0
     if smooth > 0 and g.size > 1:
-        k = np.ones(2 * smooth + 1)
-        gs = np.convolve(g, k, "same")
+        c = np.concatenate([[0], np.cumsum(g)])
+        lo = np.maximum(np.arange(g.size) - smooth, 0)
+        hi = np.minimum(np.arange(g.size) + smooth + 1, g.size)
+        gs = c[hi] - c[lo]
     else:
         gs = g
     ph = gs / np.maximum(np.abs(gs), 1e-30)
-    return np.asarray(t, np.float64), ph.astype(np.complex128)
+    return t, ph
+
+
+@lru_cache(maxsize=64)
+def _payload_layout(fmt: FrameFormat, n_pay: int):
+    """Cached symbol indices of a frame with ``n_pay`` payload symbols: payload data positions, pilot indices
+    (n_blocks, 16) and pilot symbols (n_blocks, 16)."""
+    dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS, HEADER_SYMBOLS + n_pay))
+    starts = fmt.pilot_positions(n_pay)
+    pidx = starts[:, None] + np.arange(pre.PILOT_LEN)[None, :]
+    pil = pre.pilot_symbols(starts.size).reshape(-1, pre.PILOT_LEN)
+    for a in (dpos, pidx, pil):
+        a.setflags(write=False)
+    return dpos, pidx, pil
+
+
+@lru_cache(maxsize=16)
+def _header_layout(fmt: FrameFormat):
+    """Cached header-region layout: header data positions, the pilot blocks that follow chunks made only of
+    header symbols (their positions do not depend on the payload length), and the known-symbol template of
+    the contiguous region preamble + header + pilots up to the first payload symbol (header symbols zero)."""
+    dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS))
+    nb = HEADER_SYMBOLS // fmt.pilot_spacing
+    starts = fmt.pilot_positions(1 << 16)[:nb]
+    pidx = starts[:, None] + np.arange(pre.PILOT_LEN)[None, :]
+    pil = pre.pilot_symbols(nb).reshape(-1, pre.PILOT_LEN)
+    nk = int(fmt.data_positions(np.array([HEADER_SYMBOLS]))[0])
+    x = np.zeros(nk, np.complex64)
+    x[:NP] = _PRE
+    x[pidx.reshape(-1)] = pil.reshape(-1)
+    for a in (dpos, pidx, pil, x):
+        a.setflags(write=False)
+    return dpos, pidx, pil, x
 
 
 def _fine_cfo_preamble(yp: np.ndarray) -> float:
     """Residual CFO (cycles/symbol) from the 64 segment correlations of the preamble: zero-padded FFT peak
     with parabolic interpolation; unambiguous over +-1/32."""
-    c = np.sum((yp * np.conj(pre.preamble())).reshape(S, L), axis=1)
+    c = np.sum((yp * _PRE_C).reshape(S, L), axis=1)
     nfft = 2048
     spec = np.abs(np.fft.fft(c, nfft))
     k = int(np.argmax(spec))
@@ -528,7 +603,7 @@ def _fine_cfo_preamble(yp: np.ndarray) -> float:
 def _seg_energy(zr, zi, timing, sps):
     """Non-coherent preamble energy sum_s |c_s|^2 at a trial timing (CFO-insensitive fine timing metric)."""
     y = _symbols(zr, zi, timing, 0, NP, sps, 0.0, 0.0)
-    c = np.sum((y * np.conj(pre.preamble())).reshape(S, L), axis=1)
+    c = np.sum((y * _PRE_C).reshape(S, L), axis=1)
     return float(np.sum(np.abs(c) ** 2))
 
 
@@ -552,23 +627,15 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
             timing = timing + float(np.clip(0.5 * d * (e[0] - e[2]) / den, -d, d))
     f_sym = cfo * sps
     n_region = fmt.header_region_symbols()
+    # fine CFO over the preamble, then the whole header region with the fine CFO removed
+    f_sym += _fine_cfo_preamble(_symbols(zr, zi, timing, 0, NP, sps, f_sym, 0.0))
     y = _symbols(zr, zi, timing, 0, n_region, sps, f_sym, 0.0)
-    # fine CFO over the preamble
-    df = _fine_cfo_preamble(y[:NP])
-    if df != 0.0:
-        k = np.arange(n_region)
-        y = (y * np.exp(-2j * np.pi * df * k)).astype(np.complex64)
-        f_sym += df
-    p = pre.preamble()
+    p = _PRE
     hp = np.vdot(p, y[:NP]) / NP
     nv = float(np.mean(np.abs(y[:NP] - hp * p) ** 2))
     # pilot phase tracking over the header region
-    # pilot blocks that follow chunks made of header symbols only (their positions do not depend on the
-    # payload length)
-    nb = HEADER_SYMBOLS // fmt.pilot_spacing
-    ppos = fmt.pilot_positions(1 << 16)[:nb]
-    t_blk, ph_blk = _pilot_track(y, ppos, nb, smooth=2)
-    dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS))
+    dpos, pidx, pil, xk_t = _header_layout(fmt)
+    t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=2)
     yh = np.empty(HEADER_SYMBOLS, np.complex64)
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(abs(hp), 1e-12)), yh)
     nv_eq = nv / max(abs(hp) ** 2, 1e-30)
@@ -577,15 +644,9 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
         return HeaderResult(None, f_sym, 0.0, float(abs(hp)), nv, float(10 * np.log10(abs(hp) ** 2 / nv)),
                             timing)
     # refinement on the known sequence: preamble + header + pilots, contiguous up to the first payload symbol
-    n_pay = hdr.payload_len()
-    dposf, pposf = frame_layout(n_pay, fmt)
-    nk = int(dposf[HEADER_SYMBOLS]) if n_pay > 0 else fmt.frame_symbols(0)
-    nk = min(nk, n_region)
-    x = np.zeros(n_region, np.complex64)
-    x[:NP] = p
-    x[dposf[:HEADER_SYMBOLS]] = encode_header(hdr)
-    pm = pposf < n_region
-    x[pposf[pm]] = pre.pilot_symbols(pposf.size // pre.PILOT_LEN)[pm]
+    nk = xk_t.size
+    x = xk_t.copy()
+    x[dpos] = encode_header(hdr)
     seg = 64
     ns = nk // seg
     z = np.sum((y[: ns * seg] * np.conj(x[: ns * seg])).reshape(ns, seg), axis=1)
@@ -596,8 +657,8 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     slope = np.sum(w * (tc - tm) * (ph - np.sum(w * ph) / np.sum(w))) / np.sum(w * (tc - tm) ** 2)
     ph0 = float(np.sum(w * ph) / np.sum(w) - slope * tm)
     f_sym += slope / (2 * np.pi)
-    k = np.arange(nk)
-    yk = y[:nk] * np.exp(-1j * (slope * k + ph0))
+    yk = np.empty(nk, np.complex64)
+    _rotate_kernel(y[:nk], slope / (2 * np.pi), ph0, yk)
     xk = x[:nk]
     hk = np.vdot(xk, yk) / np.vdot(xk, xk)
     nv = float(np.mean(np.abs(yk - hk * xk) ** 2))
@@ -618,9 +679,8 @@ def demod_payload(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = None, smoo
     n_sym = fmt.frame_symbols(n_pay)
     y = _symbols(np.asarray(zr, np.float32), np.asarray(zi, np.float32), hr.timing, 0, n_sym, fmt.sps,
                  hr.cfo_sym, hr.phase0)
-    ppos = fmt.pilot_positions(n_pay)
-    t_blk, ph_blk = _pilot_track(y, ppos, ppos.size, smooth=smooth)
-    dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS, HEADER_SYMBOLS + n_pay))
+    dpos, pidx, pil = _payload_layout(fmt, n_pay)
+    t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=smooth)
     out = np.empty(n_pay, np.complex64)
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(hr.h_abs, 1e-12)), out)
     nv = np.full(n_pay, hr.noise_var / max(hr.h_abs**2, 1e-30), np.float32)
@@ -776,10 +836,76 @@ class BurstReceiver:
         return self.demod.feed(zr, zi, cands)
 
     def flush(self) -> list[ReceivedFrame]:
-        """End of input: pad with zeros so every detectable burst is scanned, then count what is cut off."""
+        """End of input: the signal is over, so the stream is extended with silence (zeros) just long enough to
+        flush the matched filter and the interpolator, and the detector scans to the end; bursts still missing
+        samples are then counted as truncated (``counters['truncated']``) and the receiver is reset for new
+        input."""
+        tail = np.zeros(self.fmt.span * self.fmt.sps + 4 * _INTERP_HALF, np.complex64)
+        if self.mf is not None:
+            zr, zi = self.mf.process(tail)
+        else:
+            zr, zi = tail.real.copy(), tail.imag.copy()
+        cands = self.detector.feed(zr, zi)
+        out = self.demod.feed(zr, zi, cands)
         pad = np.zeros(self.detector.la + self.detector.min_chunk, np.float32)
-        cands = self.detector.feed(pad, pad, final=True)
-        # the padding is not signal: candidates needing it are still decoded only if their samples are real
-        out = self.demod.feed(np.zeros(0, np.float32), np.zeros(0, np.float32), cands)
+        cands = self.detector.feed(pad, pad, final=True)  # detector look-ahead only: not given to the demod
+        out.extend(self.demod.feed(np.zeros(0, np.float32), np.zeros(0, np.float32), cands))
         out.extend(self.demod.flush())
         return out
+
+
+def benchmark(n_frames: int = 24, snr_db: float = 0.0, cfo_sym: float = 0.005, seed: int = 1,
+              frame_len_log2: int = 15) -> dict:
+    """Throughput of the receiver on a stream of back-to-back bursts (random gaps of 0..200 samples), one
+    thread.  Returns Msps (wall and thread-CPU time) of the whole receiver and of its stages: matched filter,
+    detector, demodulation (header + payload).  Numba compilation is excluded (a warm-up run first)."""
+    import time
+
+    from .channel import apply_cfo, awgn, pulse_shape
+    from .frame import image_frames
+    from .link import LinkConfig
+
+    rng = np.random.default_rng(seed)
+    fmt = FrameFormat(frame_len_log2=frame_len_log2)
+    cfg = LinkConfig(bh=1, bw=1, planes=8, profile="equal")
+    side = int(np.sqrt(n_frames * fmt.frame_len * 2 / 8 / 3)) + 1
+    img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    frames = image_frames(img, cfg, 1, 1, fmt=fmt)[:n_frames]
+    taps = rrc_taps(fmt.sps, fmt.beta, fmt.span)
+    parts = []
+    for _, sym in frames:
+        parts.append(np.zeros(int(rng.integers(0, 200)), np.complex64))
+        parts.append(pulse_shape(sym, fmt.sps, taps))
+    x = awgn(apply_cfo(np.concatenate(parts), cfo_sym / fmt.sps), snr_db, rng)
+    chunk = 1 << 16
+
+    def run(xx):
+        rx = BurstReceiver(fmt, fmt.sps)
+        t_mf = t_det = t_dem = 0.0
+        out = []
+        for i in range(0, xx.size, chunk):
+            c0 = time.thread_time()
+            zr, zi = rx.mf.process(xx[i:i + chunk])
+            c1 = time.thread_time()
+            cands = rx.detector.feed(zr, zi)
+            c2 = time.thread_time()
+            out += rx.demod.feed(zr, zi, cands)
+            c3 = time.thread_time()
+            t_mf += c1 - c0
+            t_det += c2 - c1
+            t_dem += c3 - c2
+        out += rx.flush()
+        return out, t_mf, t_det, t_dem
+
+    run(x[: min(x.size, 400_000)])  # warm-up (numba cache load / compile)
+    w0, c0 = time.perf_counter(), time.thread_time()
+    out, t_mf, t_det, t_dem = run(x)
+    wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
+    n = x.size
+    return {
+        "samples": int(n), "frames_sent": len(frames), "frames_received": len(out), "snr_db": snr_db,
+        "msps_wall": n / wall / 1e6, "msps_cpu": n / cpu / 1e6,
+        "msps_matched_filter": n / max(t_mf, 1e-9) / 1e6, "msps_detector": n / max(t_det, 1e-9) / 1e6,
+        "msps_demod": n / max(t_dem, 1e-9) / 1e6,
+        "msps_detect_plus_demod": n / max(t_det + t_dem, 1e-9) / 1e6,
+    }
