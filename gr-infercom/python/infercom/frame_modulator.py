@@ -20,6 +20,7 @@ from gnuradio import gr
 from .tags import EOB_TAG, FRAME_TAG, LEN_TAG, SOB_TAG, frame_key_pmt, parse_pdu
 
 MAX_FRAME_SYMBOLS = 1 << 18
+OUTPUT_BUFFER = 1 << 17   # items
 
 
 class frame_modulator(gr.sync_block):
@@ -68,7 +69,8 @@ class frame_modulator(gr.sync_block):
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._on_pdu)
         self.message_port_register_out(pmt.intern("sent"))
-        self.set_output_multiple(1)
+        # large output buffers: fewer scheduler wake-ups per sample (they dominate on a loaded machine)
+        self.set_min_output_buffer(OUTPUT_BUFFER)
 
     # -- message handling -----------------------------------------------------------------------------------
     def _on_pdu(self, msg) -> None:

@@ -126,6 +126,8 @@ class LoopbackFlowgraph(gr.top_block):
         self.demod = frame_demod(sps, fmt.beta, fmt.span)
         self.chase = chase_combiner(4096, 600.0)
         self.sink = _collector()
+        for blk in (self.interp, self.rot, self.delay, self.add, self.mf, self.noise):
+            blk.set_min_output_buffer(1 << 16)   # fewer scheduler wake-ups per sample
         chain = [self.mod]
         if fading == "block":
             self.fade = block_fading(fading_per, snr_db, seed + 2)
