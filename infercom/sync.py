@@ -909,3 +909,55 @@ def benchmark(n_frames: int = 24, snr_db: float = 0.0, cfo_sym: float = 0.005, s
         "msps_demod": n / max(t_dem, 1e-9) / 1e6,
         "msps_detect_plus_demod": n / max(t_det + t_dem, 1e-9) / 1e6,
     }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# numpy references of the numba kernels (tests)
+def symbols_ref(z, timing: float, k0: int, n_sym: int, sps: int, f_sym: float, ph0: float) -> np.ndarray:
+    """Numpy reference of the symbol interpolator + de-rotation (complex window ``z``)."""
+    n0 = int(np.floor(timing))
+    w = _interp_taps(timing - n0).astype(np.float64)
+    H1 = w.size // 2 - 1
+    k = np.arange(k0, k0 + n_sym)
+    idx = n0 + k[:, None] * sps + np.arange(w.size)[None, :] - H1
+    y = np.sum(np.asarray(z, np.complex128)[idx] * w[None, :], axis=1)
+    return (y * np.exp(-1j * (2 * np.pi * f_sym * k + ph0))).astype(np.complex64)
+
+
+def equalise_ref(y, pos, t_blk, ph_blk, inv_h) -> np.ndarray:
+    """Numpy reference of the pilot-phase equaliser: phase interpolated linearly between block centres by the
+    wrapped phase difference, held outside."""
+    pos = np.asarray(pos)
+    t_blk = np.asarray(t_blk, np.float64)
+    ph_blk = np.asarray(ph_blk, np.complex128)
+    b = np.searchsorted(t_blk, pos, side="right") - 1
+    out = np.empty(pos.size, np.complex128)
+    for j, (t, bb) in enumerate(zip(pos, b)):
+        if bb < 0:
+            p = ph_blk[0]
+        elif bb >= t_blk.size - 1:
+            p = ph_blk[-1]
+        else:
+            d = np.angle(ph_blk[bb + 1] * np.conj(ph_blk[bb]))
+            p = ph_blk[bb] * np.exp(1j * d * (t - t_blk[bb]) / (t_blk[bb + 1] - t_blk[bb]))
+        out[j] = y[t] * np.conj(p) * inv_h
+    return out.astype(np.complex64)
+
+
+def stage2_ref(z, a: int, b: int, sps: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy reference of the stage-2 kernel: (D complex (b-a,), den float (b-a,))."""
+    z = np.asarray(z, np.complex128)
+    G = L * sps
+    taps = np.zeros((L - 1) * sps + 1, np.complex128)
+    taps[::sps] = _U
+    ones = np.zeros_like(taps.real)
+    ones[::sps] = 1.0
+    r = np.correlate(z, taps, "valid")
+    q = np.correlate(np.abs(z) ** 2, ones, "valid")
+    n = np.arange(a, b)
+    D = np.zeros(b - a, np.complex128)
+    den = np.zeros(b - a)
+    for s in range(1, S):
+        D += _E[s - 1] * r[n + s * G] * np.conj(r[n + (s - 1) * G])
+        den += q[n + s * G] * q[n + (s - 1) * G]
+    return D, den

@@ -60,3 +60,9 @@ def test_combine_and_bad_input():
         fec.viterbi(np.full(fec.coded_len(3), np.nan, np.float32), 3)
     with pytest.raises(ValueError):
         fec.encode(np.array([0, 1, 2]))
+
+
+def test_encoder_matches_state_machine_reference(rng):
+    for n in (0, 1, 7, 96, 112):
+        b = rng.integers(0, 2, n)
+        assert np.array_equal(fec.encode(b), fec.encode_ref(b))

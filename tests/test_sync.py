@@ -235,3 +235,29 @@ def test_bad_input_does_not_crash(rng):
     assert rx.feed(np.zeros(0, np.complex64)) == []
     with pytest.raises(ValueError):
         sync.BurstReceiver(fmt=F.FrameFormat(sps=4), sps=2)
+
+
+def test_kernels_match_numpy_references(rng):
+    z = (rng.standard_normal(8000) + 1j * rng.standard_normal(8000)).astype(np.complex64)
+    zr, zi = z.real.copy(), z.imag.copy()
+    # symbol interpolator + de-rotation
+    for timing, f, ph in ((100.3, 0.0, 0.0), (57.91, 0.0123, 1.1), (20.0, -0.02, -2.0)):
+        a = sync._symbols(zr, zi, timing, 3, 1500, 2, f, ph)
+        b = sync.symbols_ref(z, timing, 3, 1500, 2, f, ph)
+        assert np.allclose(a, b, atol=2e-4)
+    # equaliser
+    y = z[:3000]
+    pos = np.sort(rng.choice(3000, 1200, replace=False))
+    t_blk = np.array([-5.0, 300.5, 700.5, 1500.5, 2990.0])
+    ph = np.exp(1j * rng.uniform(-np.pi, np.pi, t_blk.size))
+    out = np.empty(pos.size, np.complex64)
+    sync._equalise_kernel(y, pos, t_blk, ph, np.float32(0.7), out)
+    assert np.allclose(out, sync.equalise_ref(y, pos, t_blk, ph, 0.7), atol=1e-4)
+    # stage 2
+    dr = np.empty(200, np.float32)
+    di = np.empty(200, np.float32)
+    den = np.empty(200, np.float32)
+    sync._stage2_kernel(zr, zi, sync._U.real.copy(), sync._U.imag.copy(), sync._E, 2, 1000, 1200, dr, di, den)
+    D, dn = sync.stage2_ref(z, 1000, 1200)
+    assert np.allclose(dr + 1j * di, D, rtol=1e-3, atol=1e-2 * np.abs(D).max())
+    assert np.allclose(den, dn, rtol=1e-3)
