@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-s", type=float, default=5.0, help="transmitter feedback timeout (s)")
     p.add_argument("--restorer", default=None, help="server restorer (default: the server's default)")
     p.add_argument("--qoe", default=None, help="server QoE metrics (default: the offline default set)")
+    p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
+                   help="server ACK threshold for a metric (repeatable; default: the QoE package's)")
     p.add_argument("--mode", default="chase", choices=("auto", "chase", "selective", "refine"),
                    help="what a NACK asks for (default chase)")
     p.add_argument("--seed", type=int, default=0)
@@ -131,6 +133,8 @@ def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Po
         cmd += ["--restorer", args.restorer]
     if args.qoe:
         cmd += ["--qoe", args.qoe]
+    for t in args.threshold:
+        cmd += ["--threshold", t]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)

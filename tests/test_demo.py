@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``infercom demo``: the closed loop with a server subprocess and the HTML report, on the symbol-level path and
+on the GNU Radio loopback at two SNRs (kodak24 crops, written to a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from receiver_server import demo
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory, request) -> Path:
+    """Three 256x384 crops of kodak24 images (temporary files, never in the repo)."""
+    from conftest import DATASETS
+    k = DATASETS / "kodak24"
+    if not k.is_dir():
+        pytest.skip(f"kodak24 not found at {k}")
+    d = tmp_path_factory.mktemp("crops")
+    for n in ("kodim03", "kodim05", "kodim23"):
+        a = np.asarray(Image.open(k / f"{n}.png").convert("RGB"))[128:384, 192:576]
+        Image.fromarray(a).save(d / f"{n}_crop.png")
+    return d
+
+
+def _records(out: Path) -> dict:
+    return json.loads((out / "records.json").read_text())
+
+
+def _check_report(out: Path, n: int) -> None:
+    html = (out / "report.html").read_text()
+    assert html.count("<section>") == n
+    for i in range(n):
+        for suffix in ("original.jpg", "restored.jpg", "constellation.png"):
+            assert (out / f"tx0_img{i}_{suffix}").is_file(), suffix
+            assert f"tx0_img{i}_{suffix}" in html
+    assert "QoE" in html and "retransmission" in html
+
+
+def test_demo_sim_path_closes_the_loop(crops, tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = demo.main(["--path", "sim", "--images", str(crops), "--snr-db", "-4", "--fading", "none",
+                    "--max-attempts", "5", "--qoe", "consistency", "--out", str(out), "--timeout-s", "4"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "[demo] done" in printed and "report:" in printed and "path sim" in printed
+    _check_report(out, 3)
+    rec = _records(out)
+    assert rec["run"]["path"] == "sim"
+    for im in rec["images"]:
+        assert im["outcome"] in ("ACK", "FAIL")
+        assert im["tx"]["n_attempts"] >= 2                      # -4 dB: never acceptable on the first attempt
+        srv = im["server"][-1]
+        assert len(srv["attempts"]) == im["tx"]["n_attempts"]
+        cons = [a["scores"]["consistency"] for a in srv["attempts"]]
+        assert cons[-1] > cons[0]                               # Chase combining raised the score
+    assert len(list((out / "artifacts").glob("*.npz"))) == sum(im["tx"]["n_attempts"] for im in rec["images"])
+
+
+def test_demo_rejects_bad_arguments(tmp_path, capsys):
+    assert demo.main(["--path", "sim", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert demo.main(["--path", "sim", "--max-attempts", "0", "--out", str(tmp_path / "o")]) == 2
+
+
+def _have_gr_loopback() -> bool:
+    try:
+        import gnuradio.infercom.apps.loopback  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.gnuradio
+@pytest.mark.skipif(not _have_gr_loopback(), reason="gnuradio.infercom loopback not installed (make oot)")
+def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
+    """GNU Radio loopback flowgraph + server: at 12 dB every image ACKs at once; at -4 dB NACKs trigger
+    retransmissions whose Chase combining raises the QoE score; every image ends ACK or FAIL, records complete."""
+    common = ["--path", "gnuradio", "--images", str(crops), "--fading", "none", "--max-attempts", "5",
+              "--qoe", "consistency", "--timeout-s", "4"]
+    hi, lo = tmp_path / "hi", tmp_path / "lo"
+    assert demo.main(common + ["--snr-db", "12", "--out", str(hi)]) == 0
+    assert demo.main(common + ["--snr-db", "-4", "--out", str(lo)]) == 0
+    rh, rl = _records(hi), _records(lo)
+    assert rh["run"]["path"] == "gnuradio"
+    first_time = sum(im["outcome"] == "ACK" and im["tx"]["n_attempts"] == 1 for im in rh["images"])
+    assert first_time >= 2
+    for im in rh["images"] + rl["images"]:
+        assert im["outcome"] in ("ACK", "FAIL")
+        assert im["server"], "the server recorded the image"
+        s = im["server"][-1]
+        assert s["outcome"] == im["outcome"]
+        assert all(a["decision"] in ("ACK", "NACK", "FAIL") and a["scores"] for a in s["attempts"]
+                   if not a["superseded"])
+    for im in rl["images"]:
+        assert im["tx"]["n_attempts"] >= 2
+        att = [a for a in im["server"][-1]["attempts"] if a["scores"]]
+        assert att[0]["decision"] == "NACK"
+        assert att[-1]["scores"]["consistency"] > att[0]["scores"]["consistency"]
+        snr = [a["snr_db"]["mean"] for a in att]
+        assert abs(np.mean(snr) + 4.0) < 1.5                    # measured Es/N0 per attempt around -4 dB
+    _check_report(lo, 3)
