@@ -526,3 +526,52 @@ def test_diffusers_lowres_input_mode_and_errors(tiny_img2img, rng, tmp_path):
         get_restorer("diffusers", config={"path": str(tiny_img2img), "num_inference_steps": 2, "strength": 0.3})
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         get_restorer("diffusers", config={"path": str(tiny_img2img), "torch_dtype": "fp16"})
+
+
+def test_diffusers_upscale_pipeline_gets_the_lowres_observation(tmp_path, rng, monkeypatch):
+    """A tiny x4 StableDiffusionUpscalePipeline: auto mode feeds it the low-res observation, passes
+    noise_level (not strength), and the adapter resizes the pipeline's output back to the original size."""
+    torch = pytest.importorskip("torch")
+    from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tok, vocab = write_tiny_clip_tokenizer(tmp_path / "tok", 16)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=7,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=4, attention_head_dim=2, num_class_embeds=100)
+    vae = AutoencoderKL(block_out_channels=[8, 8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+                        norm_num_groups=4, sample_size=16, scaling_factor=0.08333)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=24,
+                                        num_attention_heads=2, num_hidden_layers=1, max_position_embeddings=16,
+                                        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                                        pad_token_id=vocab["<|endoftext|>"]))
+    pipe = StableDiffusionUpscalePipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                                          low_res_scheduler=DDPMScheduler(),
+                                          scheduler=DDIMScheduler(prediction_type="v_prediction", steps_offset=1),
+                                          max_noise_level=350)
+    pipe.save_pretrained(str(tmp_path / "pipe"))
+    r = get_restorer("diffusers", config={"path": str(tmp_path / "pipe"), "num_inference_steps": 3,
+                                          "prompt": "a photo", "negative_prompt": "blur", "noise_level": 30})
+    assert r.input_mode == "lowres"
+    kw = r.call_kwargs(None)
+    assert kw["noise_level"] == 30 and "strength" not in kw
+    seen = {}
+    original = type(r.pipe).__call__
+
+    def spy(self, *args, **kwargs):
+        seen["size"] = kwargs["image"].size
+        out = original(self, *args, **kwargs)
+        seen["out"] = np.asarray(out.images[0]).shape
+        return out
+
+    monkeypatch.setattr(type(r.pipe), "__call__", spy)
+    _, obs, meta = make_case(rng, height=48, width=40, bh=4, bw=4)
+    out = r.restore(obs, meta)
+    assert seen["size"] == (10, 12)                                        # PIL size is (w, h)
+    assert seen["out"][:2] == (48, 32)      # the pipeline rounds 10 px down to 8 (a VAE multiple), then x4
+    assert out.shape == (48, 40, 3) and out.dtype == np.uint8
