@@ -288,7 +288,11 @@ def test_full_reference_metrics(kodak_dir, rng):
 
 
 def test_registry():
+    from receiver_server.qoe import CLIP_QOE, DEFAULT_QOE
+
     assert set(REGISTRY) == {"niqe", "clip_iqa", "clip_sim", "consistency", "psnr", "ssim"}
+    assert set(DEFAULT_QOE) <= set(REGISTRY) and set(CLIP_QOE) <= set(REGISTRY)
+    assert all(threshold(m).source.startswith("calibrated") for m in DEFAULT_QOE)
     with pytest.raises(ValueError, match="unknown QoE metric"):
         get_qoe("brisque")
 

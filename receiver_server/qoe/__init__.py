@@ -30,6 +30,11 @@ REGISTRY: dict[str, str] = {
     "ssim": "receiver_server.qoe.fullref:SSIM",
 }
 
+#: the server's default metric set when no CLIP weights are configured: naturalness + semantic consistency
+DEFAULT_QOE: tuple[str, ...] = ("niqe", "consistency")
+#: the set with CLIP weights (config ``path`` for both), as in the papers
+CLIP_QOE: tuple[str, ...] = ("clip_iqa", "clip_sim")
+
 #: metrics that need a reference image (evaluation only, never in the ACK/NACK loop)
 FULL_REFERENCE = ("psnr", "ssim")
 
@@ -54,4 +59,4 @@ def get_qoe(name: str, device: str = "cpu", config: dict | None = None) -> QoEMe
     return cls(device=device, config=config)
 
 
-__all__ = ["QoEMetric", "REGISTRY", "FULL_REFERENCE", "available", "get_qoe"]
+__all__ = ["QoEMetric", "REGISTRY", "DEFAULT_QOE", "CLIP_QOE", "FULL_REFERENCE", "available", "get_qoe"]
