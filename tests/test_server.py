@@ -249,3 +249,20 @@ def _free_port() -> int:
             except OSError:
                 continue
     raise RuntimeError("no free port pair")
+
+
+def test_server_bench_quick(tmp_path, monkeypatch):
+    """``run_bench`` writes server.json with per-stage percentiles and images/s (bicubic only, quick)."""
+    from receiver_server import bench, restorers
+    monkeypatch.setenv("INFERCOM_BENCH_QUICK", "1")
+    monkeypatch.setattr(restorers, "available", lambda: ["bicubic", "supir"])
+    res = bench.run_bench(tmp_path)
+    saved = json.loads((tmp_path / "server.json").read_text())
+    assert saved["throughput"].keys() == {"1_tx", "8_tx"}
+    r = res["restorers"]["bicubic"]
+    assert r["images"] == 2 and r["rejected_total"] == 0
+    for s in bench.STAGES:
+        lat = r["latency_ms"][s]
+        assert lat["n"] >= 2 and 0 < lat["p50"] <= lat["p99"]
+    assert res["throughput"]["8_tx"]["images"] == 8 and res["throughput"]["8_tx"]["images_per_s"] > 0
+    assert "supir" in res["skipped"] and res["llr_to_pixels_msym_per_s"] > 0
