@@ -142,6 +142,7 @@ def test_niqe_rejects_bad_input(tmp_path):
     m = get_qoe("niqe")
     with pytest.raises(ValueError, match="96x96"):
         m.score(np.zeros((100, 150, 3), np.uint8))
+    assert m.score(np.full((200, 300, 3), 127, np.uint8)) == math.inf      # flat: no texture anywhere
     with pytest.raises(ValueError, match="uint8"):
         m.score(np.zeros((200, 200, 3), np.float32))
     with pytest.raises(ValueError, match="convert_to"):
@@ -263,13 +264,17 @@ def test_consistency_proxy(kodak_dir, rng):
     shifted = np.roll(img, 9, axis=1)
     noisy = np.clip(img + rng.normal(0, 40, img.shape), 0, 255).astype(np.uint8)
     assert q.score(shifted, obs, meta) < 0.9 and q.score(noisy, obs, meta) < q.score(img, obs, meta)
-    # pixels that had no symbols carry no observation: corrupting them there changes nothing
+    # pixels that had no symbols carry no observation: whatever is there is ignored, and the score is
+    # scaled by the fraction received
     bad = obs.copy()
     bad[10:20, 10:30] = 0.0
     meta_missing = dict(meta, missing=np.zeros(obs.shape[:2], bool))
     meta_missing["missing"][10:20, 10:30] = True
-    assert q.score(img, bad, meta_missing) == pytest.approx(1.0)
+    frac = 200 / meta_missing["missing"].size
+    assert q.score(img, bad, meta_missing) == pytest.approx(1.0 - frac)
+    assert q.score(img, obs, meta_missing) == pytest.approx(1.0 - frac)
     assert q.score(img, bad, meta) < 0.99
+    assert q.score(img, bad, dict(meta, missing=np.ones(obs.shape[:2], bool))) == 0.0
     with pytest.raises(ValueError, match="observation and meta"):
         q.score(img)
     with pytest.raises(ValueError, match="do not match"):

@@ -4,8 +4,11 @@
 Does the restoration stay faithful to what was received? The restored image is passed through the
 transmitter's own source encoder (block means over ``bh x bw``, ``infercom.source.lpf_encode``) and compared
 with the received MMSE observation by SSIM (``infercom.metrics.ssim``, Gaussian window, mean over channels).
-Low-res pixels that had no symbols at all (``meta["missing"]``) carry no observation, so they are filled with
-the restoration's own block means (they can be neither consistent nor inconsistent).
+Low-res pixels that had no symbols at all (``meta["missing"]``) carry no observation: they are filled with
+the restoration's own block means (they can be neither consistent nor inconsistent), and the SSIM is
+multiplied by the fraction of pixels received -- whatever the restorer made of a missing region was not
+checked against anything, so an image with a fraction ``f`` missing scores at most ``1 - f`` (all missing: 0).
+For an ACK/NACK loop this makes missing frames a reason to NACK unless they are a negligible fraction.
 
 Higher is better; range [-1, 1] (in practice [0, 1]). A restorer that invents content the observation does not
 support (or drops content it does) loses SSIM; one that only removes isolated bit-error outliers loses little.
@@ -41,10 +44,14 @@ class ConsistencyProxy:
             raise ValueError(f"block means of the restored image {means.shape} do not match the observation "
                              f"{obs.shape} for {bh}x{bw} blocks")
         ref = obs.astype(np.float64)
+        received = 1.0
         missing = meta.get("missing")
         if missing is not None:
             mk = np.asarray(missing, dtype=bool)
             if mk.shape != obs.shape[:2]:
                 raise ValueError(f"meta['missing'] shape {mk.shape} != observation {obs.shape[:2]}")
             ref = np.where(mk[:, :, None], means, ref)
-        return metrics.ssim(means, ref)
+            received = 1.0 - float(mk.mean())
+        if received == 0.0:
+            return 0.0
+        return received * metrics.ssim(means, ref)

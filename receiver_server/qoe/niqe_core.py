@@ -104,11 +104,15 @@ def niqe_features(img: np.ndarray, window: np.ndarray, block: int = BLOCK) -> np
 
 
 def niqe_distance(feats: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:
-    """Distance between the patch-feature Gaussian and the pristine model (NIQE score)."""
-    mu_d = np.nanmean(feats, axis=0)
+    """Distance between the patch-feature Gaussian and the pristine model (NIQE score).
+
+    Fewer than two patches with finite features (an image flat almost everywhere: the reference gives NaN)
+    returns ``inf`` -- as far from natural as it gets, and never an ACK.
+    """
     clean = feats[~np.isnan(feats).any(axis=1)]
     if clean.shape[0] < 2:
-        raise ValueError("NIQE needs at least two patches with finite features (image too small or flat)")
+        return float("inf")
+    mu_d = np.nanmean(feats, axis=0)
     cov_d = np.cov(clean, rowvar=False)
     inv = np.linalg.pinv((cov_pris + cov_d) / 2.0)
     d = (np.ravel(mu_pris) - mu_d)
