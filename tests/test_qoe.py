@@ -45,6 +45,16 @@ def test_imresize_interior_matches_pil_antialiased_bicubic(rng):
     np.testing.assert_allclose(up[4:-4, 4:-4], pil_up[4:-4, 4:-4], atol=2e-3)
 
 
+def test_imresize_borders_mirror_like_matlab(rng):
+    """MATLAB mirrors indices half-sample symmetrically at the borders: resizing the symmetric extension with
+    PIL (whose own border handling is then far away) and cropping must give the whole MATLAB result."""
+    x = rng.uniform(0, 255, (24, 40)).astype(np.float32)
+    padded = np.pad(x, ((24, 24), (40, 40)), mode="symmetric")
+    pil = np.asarray(Image.fromarray(padded, mode="F").resize((padded.shape[1] // 2, padded.shape[0] // 2),
+                                                              Image.BICUBIC), dtype=np.float64)
+    np.testing.assert_allclose(imresize(x, scale=0.5), pil[12:24, 20:40], atol=1e-3)
+
+
 def test_imresize_properties():
     w, idx = contributions(10, 5, 0.5)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
