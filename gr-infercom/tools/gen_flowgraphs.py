@@ -195,7 +195,7 @@ def tx_zmq() -> Graph:
     g.block("tx_throttle", "blocks_throttle", (880, 320), type="complex", samples_per_second="samp_rate",
             ignoretag="True")
     g.block("iq_out", "zeromq_push_sink", (1080, 320), type="complex", address="iq_addr", timeout="100",
-            pass_tags="False", hwm="-1", bind="True")
+            pass_tags="False", hwm="-1")
     g.block("fb_link", "infercom_server_link", (16, 480), server_addr="''", feedback_addr="feedback_addr",
             tx_ids="[tx_id]", hwm="1000")
     g.link("fb_link", "feedback", "tx_ctl", "feedback")
@@ -213,7 +213,7 @@ def rx_zmq() -> Graph:
     g.param("cfo", "CFO (cycles/sample)", "eng_float", "0.0", (700, 100))
     g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (900, 100))
     g.block("iq_in", "zeromq_pull_source", (16, 320), type="complex", address="iq_addr", timeout="100",
-            pass_tags="False", hwm="-1", bind="False")
+            pass_tags="False", hwm="-1")
     g.block("ch_model", "channels_channel_model", (240, 320), noise_voltage="10 ** (-snr_db / 20.0)",
             freq_offset="cfo", epsilon="1.0", taps="[1.0]", seed="0", block_tags="False")
     g.chain("iq_in", "ch_model")

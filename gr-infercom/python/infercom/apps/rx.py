@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``infercom rx``: the InferCom receiver over ZeroMQ IQ or a USRP (UHD).
+
+Radio -> RRC matched filter -> ``burst_sync`` -> ``frame_demod`` -> ``chase_combiner``, and with ``--server`` the
+soft frames go to the inference server (``server_link``).  Mirrors grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs
+until ``--duration`` seconds passed (0 = until Ctrl-C) and prints the receiver's counters as JSON, and one
+JSON line per received frame with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import filter, gr
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq")
+    p.add_argument("--iq-addr", default="tcp://127.0.0.1:5600", help="zmq: the TX's IQ PUSH address (connect)")
+    p.add_argument("--hw", default="b210", help="uhd: hw_configs/<name>.yaml or a path")
+    p.add_argument("--server", default=None, help="inference server address, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--sps", type=int, default=2, help="zmq: samples per symbol (uhd: from the hw config)")
+    p.add_argument("--max-frame-len-log2", type=int, default=15, help="largest frame any TX sends (2**N)")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
+    p.add_argument("--verbose", action="store_true", help="one JSON line per received frame")
+    p.add_argument("--snr-db", type=float, default=None,
+                   help="zmq: add white noise at this Es/N0 (dB) to the received stream (a radio's noise floor)")
+    p.add_argument("--cfo-frac", type=float, default=0.0,
+                   help="zmq: add a carrier offset, as a fraction of the symbol rate")
+
+
+class _frame_log(gr.basic_block):
+    """Keeps per-frame summaries (bounded) and prints them when verbose."""
+
+    def __init__(self, verbose: bool, keep: int = 10000):
+        gr.basic_block.__init__(self, name="infercom_rx_frame_log", in_sig=None, out_sig=None)
+        self.verbose = verbose
+        self.keep = keep
+        self.frames: list[dict] = []
+        self.lock = threading.Lock()
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._on)
+
+    def _on(self, msg):
+        from ..tags import meta_from_pmt
+
+        m = meta_from_pmt(pmt.car(msg))
+        m.pop("noise_var", None)
+        rec = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in m.items()}
+        with self.lock:
+            self.frames.append(rec)
+            if len(self.frames) > self.keep:
+                del self.frames[: len(self.frames) - self.keep]
+        if self.verbose:
+            print(json.dumps(rec), flush=True)
+
+
+class RxFlowgraph(gr.top_block):
+    def __init__(self, args):
+        gr.top_block.__init__(self, "infercom_rx")
+        from .. import burst_sync, chase_combiner, frame_demod, server_link
+        from ..hwconfig import load_hw_config
+        from infercom.channel import rrc_taps
+
+        self.hw = load_hw_config(args.hw) if args.radio == "uhd" else None
+        sps = self.hw["sps"] if self.hw else args.sps
+        if args.radio == "zmq":
+            from gnuradio import zeromq
+
+            self.src = zeromq.pull_source(gr.sizeof_gr_complex, 1, args.iq_addr, 100, False, -1)
+        else:
+            from gnuradio import uhd
+
+            hw = self.hw
+            self.src = uhd.usrp_source(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
+            if hw.get("master_clock_rate"):
+                self.src.set_clock_rate(hw["master_clock_rate"], uhd.ALL_MBOARDS)
+            self.src.set_clock_source(hw["clock_source"], 0)
+            self.src.set_time_source(hw["time_source"], 0)
+            self.src.set_samp_rate(hw["sample_rate"])
+            self.src.set_center_freq(hw["center_freq"], 0)
+            self.src.set_gain(hw["rx_gain"], 0)
+            self.src.set_antenna(hw["rx_antenna"], 0)
+            if hw.get("bandwidth"):
+                self.src.set_bandwidth(hw["bandwidth"], 0)
+        self.mf = filter.fir_filter_ccf(1, rrc_taps(sps, 0.35, 8).tolist())
+        self.mf.set_min_output_buffer(1 << 16)
+        src = self.src
+        if args.radio == "zmq" and (args.snr_db is not None or args.cfo_frac):
+            from gnuradio import channels
+
+            n0 = 10 ** (-args.snr_db / 10.0) if args.snr_db is not None else 0.0
+            self.channel = channels.channel_model(float(np.sqrt(n0)), args.cfo_frac / sps, 1.0, [1.0], 0, False)
+            self.connect(self.src, self.channel)
+            src = self.channel
+        self.sync = burst_sync(sps, 0.35, 8, True, args.max_frame_len_log2)
+        self.demod = frame_demod(sps, 0.35, 8)
+        self.chase = chase_combiner(4096, 60.0)
+        self.log = _frame_log(args.verbose)
+        self.connect(src, self.mf, self.sync)
+        self.msg_connect(self.sync, "bursts", self.demod, "in")
+        self.msg_connect(self.demod, "out", self.chase, "in")
+        self.msg_connect(self.demod, "out", self.log, "in")
+        self.link = None
+        if args.server:
+            self.link = server_link(args.server, "", [], 1000)
+            self.msg_connect(self.demod, "out", self.link, "in")
+            self.msg_connect(self.link, "feedback", self.chase, "feedback")
+
+    def counters(self) -> dict:
+        out = {"samples": int(self.sync.nitems_read(0)), "sync": dict(self.sync.counters),
+               "demod": dict(self.demod.counters), "chase": dict(self.chase.counters),
+               "chase_held_frames": self.chase.held_frames()}
+        if self.link is not None:
+            out["server_link"] = dict(self.link.counters)
+        return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        fg = RxFlowgraph(args)
+    except ValueError as exc:
+        print(f"infercom rx: {exc}", file=sys.stderr)
+        return 2
+    fg.start()
+    t0 = time.monotonic()
+    try:
+        while args.duration <= 0 or time.monotonic() - t0 < args.duration:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fg.stop()
+        fg.wait()
+    print(json.dumps({"summary": fg.counters()}))
+    return 0

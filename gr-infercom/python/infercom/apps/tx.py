@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``infercom tx``: the InferCom transmitter over ZeroMQ IQ (a radio stand-in) or a USRP (UHD).
+
+Images -> ``tx_controller`` (frames, ARQ) -> ``frame_modulator`` -> RRC interpolator -> radio.  With
+``--feedback ADDR`` the transmitter subscribes to the inference server's feedback PUB and retransmits on NACK
+or timeout (ARQ); without it every image is sent ``--attempts`` times.  Mirrors grc/tx_zmq.grc and
+grc/tx_uhd.grc; the radio set-up comes from ``hw_configs/<name>.yaml`` (``--hw``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from gnuradio import blocks, filter, gr
+
+from . import add_link_arguments, block_size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="folder of images (or one image file)")
+    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq")
+    p.add_argument("--iq-addr", default="tcp://127.0.0.1:5600",
+                   help="zmq: address the IQ PUSH socket binds (the RX connects)")
+    p.add_argument("--hw", default="b210", help="uhd: hw_configs/<name>.yaml or a path (device, rate, gain...)")
+    p.add_argument("--samp-rate", type=float, default=2e6, help="zmq: sample rate the stream is paced at (S/s)")
+    p.add_argument("--amplitude", type=float, default=0.5, help="uhd: baseband amplitude (0..1)")
+    p.add_argument("--feedback", default=None, help="server feedback PUB address (enables ARQ)")
+    p.add_argument("--attempts", type=int, default=1, help="without --feedback: blind attempts per image")
+    p.add_argument("--max-attempts", type=int, default=4)
+    p.add_argument("--timeout-s", type=float, default=10.0)
+    p.add_argument("--sps", type=int, default=2, help="zmq: samples per symbol (uhd: from the hw config)")
+    p.add_argument("--gap", default="64:1024", help="idle gap between bursts MIN:MAX symbols (zmq)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tail-s", type=float, default=1.0, help="seconds to keep the stream up after the last frame")
+    add_link_arguments(p)
+
+
+class TxFlowgraph(gr.top_block):
+    def __init__(self, args):
+        gr.top_block.__init__(self, "infercom_tx")
+        from .. import frame_modulator, server_link, tx_controller
+        from ..hwconfig import load_hw_config
+        from infercom.channel import rrc_taps
+        from infercom.frame import FrameFormat
+
+        bh, bw = block_size(args)
+        self.hw = load_hw_config(args.hw) if args.radio == "uhd" else None
+        sps = self.hw["sps"] if self.hw else args.sps
+        fmt = FrameFormat(frame_len_log2=args.frame_len_log2, sps=sps)
+        design = args.design_snr_db if args.design_snr_db is not None else -4
+        gap = tuple(int(g) for g in args.gap.split(":"))
+        self.tx = tx_controller(args.images, args.tx_id, bh, bw, args.planes, args.profile, design, 0,
+                                args.frame_len_log2, args.feedback is not None, args.attempts, args.max_attempts,
+                                args.timeout_s, 1, 8, 0, args.max_images)
+        continuous = args.radio == "zmq"
+        self.mod = frame_modulator(fmt.span // 2, gap[0] if continuous else 0, gap[1] if continuous else 0,
+                                   continuous, 4096, args.seed)
+        self.interp = filter.interp_fir_filter_ccf(sps, rrc_taps(sps, fmt.beta, fmt.span).tolist())
+        self.msg_connect(self.tx, "frames", self.mod, "in")
+        self.msg_connect(self.mod, "sent", self.tx, "sent")
+        self.connect(self.mod, self.interp)
+        if args.feedback:
+            self.fb = server_link("", args.feedback, [args.tx_id], 1000)
+            self.msg_connect(self.fb, "feedback", self.tx, "feedback")
+        if args.radio == "zmq":
+            from gnuradio import zeromq
+
+            self.throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate, True)
+            self.sink = zeromq.push_sink(gr.sizeof_gr_complex, 1, args.iq_addr, 100, False, -1)
+            self.connect(self.interp, self.throttle, self.sink)
+        else:
+            from gnuradio import uhd
+
+            hw = self.hw
+            self.amp = blocks.multiply_const_cc(args.amplitude)
+            self.sink = uhd.usrp_sink(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
+            if hw.get("master_clock_rate"):
+                self.sink.set_clock_rate(hw["master_clock_rate"], uhd.ALL_MBOARDS)
+            self.sink.set_clock_source(hw["clock_source"], 0)
+            self.sink.set_time_source(hw["time_source"], 0)
+            self.sink.set_samp_rate(hw["sample_rate"])
+            self.sink.set_center_freq(hw["center_freq"], 0)
+            self.sink.set_gain(hw["tx_gain"], 0)
+            self.sink.set_antenna(hw["tx_antenna"], 0)
+            if hw.get("bandwidth"):
+                self.sink.set_bandwidth(hw["bandwidth"], 0)
+            self.connect(self.interp, self.amp, self.sink)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        fg = TxFlowgraph(args)
+    except ValueError as exc:
+        print(f"infercom tx: {exc}", file=sys.stderr)
+        return 2
+    fg.start()
+    try:
+        while not fg.tx.finished.wait(0.2):
+            pass
+        time.sleep(max(args.tail_s, 0.0))
+    except KeyboardInterrupt:
+        print("infercom tx: interrupted", file=sys.stderr)
+    finally:
+        fg.stop()
+        fg.wait()
+    for rec in fg.tx.records:
+        print(json.dumps(rec))
+    print(json.dumps({"summary": {"images": len(fg.tx.records), "frames": fg.tx.counters["frames"],
+                                  "counters": dict(fg.tx.counters)}}))
+    return 0 if all(r.get("outcome") in ("ACK", "sent") for r in fg.tx.records) else 1
