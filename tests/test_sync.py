@@ -199,7 +199,7 @@ def test_loopback_minus8db_detection_rate():
         got += len(ok)
         snrs += [f.snr_db for f in out]
     assert got >= 0.99 * len(frames), (got, len(frames))
-    assert abs(np.mean(snrs) + 8.0) < 0.5 and np.all(np.abs(np.array(snrs) + 8.0) < 1.5)
+    assert abs(np.mean(snrs) + 8.0) < 0.3 and np.all(np.abs(np.array(snrs) + 8.0) < 1.0)
 
 
 def test_streaming_chunking_is_invisible_and_truncation_counted():
