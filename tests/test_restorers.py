@@ -511,6 +511,19 @@ def test_diffusers_img2img_end_to_end(tiny_img2img, rng, monkeypatch):
     assert r.restore(grey_obs, grey_meta).shape == (30, 30, 1)
 
 
+def test_diffusers_concurrent_calls_match_sequential(tiny_img2img, rng):
+    """Server worker threads share one restorer; the pipeline's scheduler is stateful, so calls serialise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = get_restorer("diffusers", config={"path": str(tiny_img2img), "num_inference_steps": 4, "strength": 0.5})
+    cases = [make_case(rng, height=24 + 8 * i, width=32) for i in range(3)]
+    sequential = [r.restore(obs, meta) for _, obs, meta in cases]
+    with ThreadPoolExecutor(3) as pool:
+        parallel = list(pool.map(lambda c: r.restore(c[1], c[2]), cases))
+    for a, b in zip(sequential, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_diffusers_lowres_input_mode_and_errors(tiny_img2img, rng, tmp_path):
     r = get_restorer("diffusers", config={"path": str(tiny_img2img), "num_inference_steps": 4, "strength": 0.5,
                                           "input": "lowres"})

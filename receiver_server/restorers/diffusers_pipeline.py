@@ -24,6 +24,7 @@ upscalers), ``seed`` (1234), ``torch_dtype`` (``fp32`` | ``fp16`` | ``bf16``), `
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
 from pathlib import Path
 
@@ -107,6 +108,8 @@ class DiffusersRestorer:
         if mode == "auto":
             mode = "lowres" if "Upscale" in type(self.pipe).__name__ else "upsampled"
         self.input_mode = mode
+        # pipelines are stateful (the scheduler's timesteps): one call at a time when server threads share us
+        self._lock = threading.Lock()
 
     def pipeline_input(self, obs: np.ndarray, meta: dict) -> np.ndarray:
         """uint8 RGB image given to the pipeline (full-size bicubic baseline or the rounded low-res image)."""
@@ -143,7 +146,7 @@ class DiffusersRestorer:
 
         obs, m = check_inputs(observation, meta)
         inp = self.pipeline_input(obs, m)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             result = self.pipe(**self.call_kwargs(Image.fromarray(inp)))
         images = result.images if hasattr(result, "images") else result[0]
         out = np.asarray(images[0] if isinstance(images, (list, tuple)) or np.ndim(images) == 4 else images)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,8 @@ class SupirRestorer:
         model.model.dtype = util.convert_dtype(self.cfg["diff_dtype"])
         model.eval()
         self.model = model
+        # batchify_sample rewrites model.sampler_config / model.sampler: one call at a time
+        self._lock = threading.Lock()
 
     def sample_kwargs(self) -> dict:
         """SUPIR's ``batchify_sample`` keyword arguments from the config (names as in SUPIR's test.py)."""
@@ -195,7 +198,7 @@ class SupirRestorer:
         x, h0, w0 = self.PIL2Tensor(Image.fromarray(lq), upsacle=self.cfg["upscale"],
                                     min_size=self.cfg["min_size"])
         x = x.unsqueeze(0).to(self.device)[:, :3, :, :]
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             samples = self.model.batchify_sample(x, [self.cfg["prompt"]], **self.sample_kwargs())
         out = np.asarray(self.Tensor2PIL(samples[0], h0, w0).convert("RGB"))
         if not np.all(np.isfinite(out)):
