@@ -106,22 +106,31 @@ class _Progress(threading.Thread):
         self.address, self.n_images = address, n_images
         self.stop = threading.Event()
         self.last = None
+        self.t0 = time.monotonic()
 
     def run(self) -> None:
-        from .simlink import status_request
-        t0 = time.monotonic()
         while not self.stop.wait(1.0):
-            try:
-                st = status_request(self.address, timeout_s=2.0)
-            except (TimeoutError, OSError):
-                continue
-            d = st.get("decisions", {})
-            cur = (d.get("ACK", 0), d.get("NACK", 0), d.get("FAIL", 0), st["counters"].get("frames_accepted", 0))
-            if cur != self.last:
-                self.last = cur
-                print(f"[demo] {time.monotonic() - t0:5.1f} s  frames received {cur[3]:4d}  images done "
-                      f"{cur[0] + cur[2]}/{self.n_images}  (ACK {cur[0]}, FAIL {cur[2]}, NACK so far {cur[1]})",
-                      flush=True)
+            self.poll_once()
+
+    def finish(self) -> None:
+        """Stop polling and print the final state once more."""
+        self.stop.set()
+        self.join(5)
+        self.poll_once()
+
+    def poll_once(self) -> None:
+        from .simlink import status_request
+        try:
+            st = status_request(self.address, timeout_s=2.0)
+        except (TimeoutError, OSError):
+            return
+        d = st.get("decisions", {})
+        cur = (d.get("ACK", 0), d.get("NACK", 0), d.get("FAIL", 0), st["counters"].get("frames_accepted", 0))
+        if cur != self.last:
+            self.last = cur
+            print(f"[demo] {time.monotonic() - self.t0:5.1f} s  frames received {cur[3]:4d}  images decided "
+                  f"{cur[0] + cur[2]}/{self.n_images}  (ACK {cur[0]}, FAIL {cur[2]}, NACK so far {cur[1]})",
+                  flush=True)
 
 
 def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Popen:
@@ -230,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             tx_records, summary = _run_sim(args, images, port, bh, bw)
         time.sleep(0.5)
+        prog.finish()
     finally:
         prog.stop.set()
         server.terminate()

@@ -203,11 +203,15 @@ class InferenceServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def status(self) -> dict[str, Any]:
+    def _update_gauges(self) -> None:
+        """Called by the I/O thread (which owns the assembler) once per loop."""
         self.stats.set_gauge("queue_depth", self._jobs.qsize() + len(self._backlog))
         self.stats.set_gauge("images_held", len(self.assembler))
         self.stats.set_gauge("buffer_bytes", self.assembler.nbytes)
         self.stats.set_gauge("streams_tracked", len(self._streams))
+
+    def status(self) -> dict[str, Any]:
+        """Counters, gauges and latency percentiles (safe to call from any thread)."""
         snap = self.stats.snapshot()
         snap.update({"protocol_version": protocol.VERSION, "restorer": getattr(self.restorer, "name", "?"),
                      "qoe": sorted(self.metrics), "thresholds": self.thresholds, "bound": self.bound,
@@ -268,6 +272,7 @@ class InferenceServer:
                     self._enqueue(job)
                 while self._backlog and not self._jobs.full():
                     self._jobs.put_nowait(self._backlog.popleft())
+                self._update_gauges()
                 while True:
                     try:
                         job, dec, scores, lat = self._results.get_nowait()
@@ -301,6 +306,7 @@ class InferenceServer:
             self._reject(exc.reason, str(exc))
             return
         if isinstance(msg, StatusRequest):
+            self._update_gauges()
             body = self.status()
             try:
                 out = protocol.encode(protocol.StatusResponse(body))
