@@ -263,7 +263,10 @@ class InferenceServer:
                             frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
                         except zmq.Again:
                             break
-                        self._on_message(router, pub, frames)
+                        try:
+                            self._on_message(router, pub, frames)
+                        except Exception as exc:      # noqa: BLE001 - one bad message must not stop the server
+                            self._internal_error("message", exc)
                 now = time.monotonic()
                 jobs, events = self.assembler.poll(now)
                 for ev in events:
@@ -278,7 +281,10 @@ class InferenceServer:
                         job, dec, scores, lat = self._results.get_nowait()
                     except queue.Empty:
                         break
-                    self._publish_decision(pub, job, dec, scores, lat)
+                    try:
+                        self._publish_decision(pub, job, dec, scores, lat)
+                    except Exception as exc:          # noqa: BLE001
+                        self._internal_error("publish", exc)
         except BaseException as exc:     # noqa: BLE001 - reported through start()/serve_forever()
             self._error = exc
             self.log.error("io_thread_error", extra={"fields": {"error": repr(exc)}})
@@ -288,6 +294,12 @@ class InferenceServer:
                 if s is not None:
                     s.close()
             ctx.term()
+
+    def _internal_error(self, where: str, exc: Exception) -> None:
+        import traceback
+        self.stats.inc("internal_errors")
+        self.log.error("internal_error", extra={"fields": {"where": where, "error": repr(exc),
+                                                           "traceback": traceback.format_exc()[-2000:]}})
 
     def _reject(self, reason: str, detail: str) -> None:
         self.stats.reject(reason)

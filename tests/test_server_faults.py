@@ -252,3 +252,31 @@ def test_failing_and_slow_restorers_do_not_stop_the_server(tmp_path):
     assert any(a["timed_out"] for t in range(4) for a in outs[t][1][0]["attempts"])
     log = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines()]
     assert any(x["event"] == "busy" for x in log)
+
+
+def test_internal_error_is_logged_and_survived(tmp_path):
+    imgs = synth_images(1, seed=15)
+    refs = {(40, 0): imgs[0]}
+    with make_server(tmp_path, refs, threshold=20.0) as srv:
+        real_add = srv.assembler.add
+        calls = {"n": 0}
+
+        def broken_add(msg, now=None):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("simulated bug in assembly")
+            return real_add(msg, now)
+
+        srv.assembler.add = broken_add
+        ctx = zmq.Context.instance()
+        d = ctx.socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.connect(srv.bound["soft_frames"])
+        d.send(_good_frame(1, stream=99))
+        time.sleep(0.3)
+        d.close(0)
+        _, recs = run_tx(srv, 40, imgs, snr_db=10.0)
+        st = status_request(srv.bound["soft_frames"])
+    assert recs[0]["outcome"] == "ACK" and st["counters"]["internal_errors"] == 1
+    log = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines()]
+    assert any(x["event"] == "internal_error" and "simulated bug" in x["error"] for x in log)
