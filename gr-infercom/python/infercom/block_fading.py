@@ -52,6 +52,7 @@ class block_fading(gr.sync_block):
         self.h = complex(rayleigh_coeffs(1, self.rng)[0])
         self._image_key = None
         self.n_coeffs = 1
+        self.bad_chunks = 0
         self.history_h: list[complex] = [self.h]  # bounded below
         self.max_history = 4096
         self.message_port_register_out(pmt.intern("snr"))
@@ -99,9 +100,18 @@ class block_fading(gr.sync_block):
         for off, key in self._boundaries(start, n):
             rel = off - start
             if rel > pos:
-                y[pos:rel] = apply_block_fading(x[pos:rel], self.h)
+                y[pos:rel] = self._fade(x[pos:rel])
                 pos = rel
             self._new_coeff(off, key)
         if pos < n:
-            y[pos:n] = apply_block_fading(x[pos:n], self.h)
+            y[pos:n] = self._fade(x[pos:n])
         return n
+
+    def _fade(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return apply_block_fading(x, self.h)
+        except ValueError as exc:          # NaN/inf input: zeros out, counted, never an exception
+            self.bad_chunks += 1
+            if self.bad_chunks == 1 or self.bad_chunks % 1000 == 0:
+                self.logger.warn(f"block_fading: {exc}; output zeroed ({self.bad_chunks} chunks so far)")
+            return np.zeros(x.size, np.complex64)

@@ -73,3 +73,18 @@ def test_rejects_bad_parameters():
         block_fading("sample", 0.0, 0)
     with pytest.raises(ValueError, match="snr_db"):
         block_fading("frame", float("nan"), 0)
+
+
+def test_wrong_tags_and_nan_input_do_not_crash():
+    tags = [_tag(10, FRAME_TAG, pmt.intern("not a dict")), _tag(20, SOB_TAG, pmt.PMT_T),
+            _tag(30, FRAME_TAG, pmt.to_pmt({"tx_id": "x"}))]
+    x = np.ones(100, np.complex64)
+    x[50] = np.nan
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False, 1, tags)
+    fade = block_fading("image", 0.0, 1)
+    snk = blocks.vector_sink_c()
+    tb.connect(src, fade, snk)
+    tb.run()
+    y = np.asarray(snk.data())
+    assert y.size == 100 and fade.bad_chunks >= 1 and np.all(np.isfinite(y))
