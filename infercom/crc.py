@@ -9,9 +9,10 @@ and every burst of length <= 16 in a message of any length used here.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-__all__ = ["CRC_BITS", "POLY", "crc16", "crc16_bits", "append_crc", "check_crc"]
+__all__ = ["CRC_BITS", "POLY", "crc16", "crc16_ref", "crc16_bits", "append_crc", "check_crc"]
 
 CRC_BITS = 16
 POLY = 0x1021
@@ -30,8 +31,19 @@ def _bits(bits) -> np.ndarray:
     return b
 
 
-def crc16(bits) -> int:
-    """CRC-16-CCITT of a 0/1 bit array (MSB-first order), as an int in 0..65535."""
+@numba.njit(cache=True, nogil=True)
+def _crc16_kernel(bits):
+    reg = INIT
+    for i in range(bits.size):
+        fb = ((reg >> 15) & 1) ^ bits[i]
+        reg = (reg << 1) & 0xFFFF
+        if fb:
+            reg ^= POLY
+    return reg
+
+
+def crc16_ref(bits) -> int:
+    """Pure-python bitwise reference of :func:`crc16`."""
     reg = INIT
     for bit in _bits(bits).tolist():
         fb = ((reg >> 15) & 1) ^ bit
@@ -39,6 +51,11 @@ def crc16(bits) -> int:
         if fb:
             reg ^= POLY
     return reg
+
+
+def crc16(bits) -> int:
+    """CRC-16-CCITT of a 0/1 bit array (MSB-first order), as an int in 0..65535 (numba)."""
+    return int(_crc16_kernel(_bits(bits)))
 
 
 def crc16_bits(bits) -> np.ndarray:

@@ -14,6 +14,10 @@ def test_check_value():
     bits = np.unpackbits(np.frombuffer(b"123456789", np.uint8))
     assert crc.crc16(bits) == 0x29B1
     assert crc.check_crc(crc.append_crc(bits))
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 17, 112, 300):  # numba kernel vs bitwise python reference
+        b = rng.integers(0, 2, n)
+        assert crc.crc16(b) == crc.crc16_ref(b)
 
 
 def _syndromes(msg):
