@@ -62,7 +62,7 @@ class OracleQoE:
 
 def make_server(tmp_path, refs, threshold=22.0, **kw):
     pol = kw.pop("policy", {})
-    cfg = ServerConfig(bind=LOOP, feedback_bind=LOOP, assembly_timeout_s=kw.pop("assembly_timeout_s", 0.3),
+    cfg = ServerConfig(bind=LOOP, feedback_bind=LOOP, assembly_timeout_s=kw.pop("assembly_timeout_s", 1.0),
                        records_file=str(tmp_path / "server_records.jsonl"), log_file=str(tmp_path / "server.log"),
                        policy=PolicyConfig(thresholds={"psnr_oracle": threshold}, **pol), **kw)
     return InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics={"psnr_oracle": OracleQoE(refs)})
@@ -141,7 +141,7 @@ def test_attempt_limit_gives_explicit_failure(tmp_path):
 def test_lost_frames_get_selective_retransmission(tmp_path):
     imgs = synth_images(3, h=96, w=128, seed=5)
     refs = {(3, i): im for i, im in enumerate(imgs)}
-    with make_server(tmp_path, refs, threshold=28.0) as srv:
+    with make_server(tmp_path, refs, threshold=28.0, assembly_timeout_s=0.5) as srv:
         tx, recs = run_tx(srv, 3, imgs, snr_db=12.0, loss=0.2, fll=8, seed=4)
     assert tx.frames_lost > 0
     sel = [a for r in recs for a in r["attempts"] if a["why"] == "selective"]
