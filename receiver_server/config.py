@@ -108,6 +108,7 @@ class ServerConfig:
     assembly_timeout_s: float = 1.0          # an attempt is complete this long after its last frame
     image_ttl_s: float = 120.0               # forget an image this long after its last activity
     max_images: int = 256                    # images held at once (oldest evicted beyond)
+    max_image_symbols: int = 1 << 24         # larger images are rejected ("oversized"): 12 bytes/symbol each
     max_buffer_bytes: int = 1 << 30          # soft-symbol memory of all images held (oldest evicted beyond)
     max_queue: int = 64                      # attempts waiting for inference (beyond: answered NACK busy)
     max_streams: int = 4096                  # replay-guard memory (RX streams)
@@ -135,7 +136,7 @@ class ServerConfig:
                 object.__setattr__(self, "policy", PolicyConfig(**self.policy))
             else:
                 raise ValueError("policy must be a mapping")
-        bounds = {"assembly_timeout_s": (0.001, 600), "image_ttl_s": (0.01, 86400), "max_images": (1, 100000), "max_buffer_bytes": (1 << 16, 1 << 40),
+        bounds = {"assembly_timeout_s": (0.001, 600), "image_ttl_s": (0.01, 86400), "max_images": (1, 100000), "max_buffer_bytes": (1 << 16, 1 << 40), "max_image_symbols": (1, 1 << 28),
                   "max_queue": (1, 100000), "max_streams": (1, 10 ** 6), "workers": (1, 64),
                   "reject_log_per_s": (0, 1e6)}
         for k, (lo, hi) in bounds.items():

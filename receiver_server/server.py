@@ -330,6 +330,10 @@ class InferenceServer:
         if not isinstance(msg, SoftFrame):
             self._reject("unexpected_type", f"{type(msg).__name__} is not accepted by the server")
             return
+        if msg.config.n_symbols() > self.cfg.max_image_symbols:
+            self._reject("oversized", f"image of {msg.config.n_symbols()} payload symbols exceeds this server's "
+                                      f"max_image_symbols={self.cfg.max_image_symbols}")
+            return
         last = self._streams.get(msg.stream_id)
         if last is not None and msg.seq <= last:
             self._reject("replay", f"stream {msg.stream_id:#x} seq {msg.seq} <= last {last}")
