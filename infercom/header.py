@@ -23,7 +23,8 @@ import numpy as np
 
 from . import crc, fec
 
-__all__ = ["FrameHeader", "encode_header", "decode_header", "header_llr", "HEADER_INFO_BITS",
+__all__ = ["FrameHeader", "encode_header", "decode_header", "decode_header_codeword", "codeword_symbols",
+           "header_llr", "HEADER_INFO_BITS",
            "HEADER_REPS", "HEADER_CODED_BITS", "HEADER_SYMBOLS", "HEADER_VERSION", "header_bits",
            "parse_header_bits", "PROFILES"]
 
@@ -78,6 +79,11 @@ def _prbs15(n: int) -> np.ndarray:
     return out
 
 
+_FIELD_OF_BIT = np.concatenate([np.full(w, i) for i, (_, w, _) in enumerate(_FIELDS)])
+_SHIFT_OF_BIT = np.concatenate([np.arange(w - 1, -1, -1) for _, w, _ in _FIELDS])
+_WEIGHTS = np.zeros((len(_FIELDS), HEADER_INFO_BITS), np.int64)  # bits -> field values
+_WEIGHTS[_FIELD_OF_BIT, np.arange(HEADER_INFO_BITS)] = 1 << _SHIFT_OF_BIT
+_OFFSETS = np.array([off for _, _, off in _FIELDS], np.int64)
 _SCRAMBLE = _prbs15(HEADER_REPS * HEADER_CODED_BITS)
 _SCRAMBLE_SIGN = (1.0 - 2.0 * _SCRAMBLE).astype(np.float32)
 
@@ -165,12 +171,8 @@ def header_bits(h: FrameHeader) -> np.ndarray:
     vals["version"] = HEADER_VERSION
     vals["reserved"] = 0
     vals["profile"] = PROFILES.index(h.profile)
-    out = []
-    for name, width, off in _FIELDS:
-        v = int(vals[name]) + off
-        assert 0 <= v < (1 << width), (name, v)
-        out.extend((v >> (width - 1 - i)) & 1 for i in range(width))
-    return np.array(out, dtype=np.uint8)
+    v = np.array([int(vals[name]) for name, _, _ in _FIELDS], np.int64) + _OFFSETS
+    return ((v[_FIELD_OF_BIT] >> _SHIFT_OF_BIT) & 1).astype(np.uint8)
 
 
 def parse_header_bits(bits) -> FrameHeader | None:
@@ -178,14 +180,8 @@ def parse_header_bits(bits) -> FrameHeader | None:
     b = np.asarray(bits, dtype=np.int64)
     if b.shape != (HEADER_INFO_BITS,):
         raise ValueError(f"expected {HEADER_INFO_BITS} header bits, got shape {b.shape}")
-    vals = {}
-    pos = 0
-    for name, width, off in _FIELDS:
-        v = 0
-        for i in range(width):
-            v = (v << 1) | int(b[pos + i])
-        pos += width
-        vals[name] = v - off
+    v = _WEIGHTS @ b - _OFFSETS
+    vals = {name: int(x) for (name, _, _), x in zip(_FIELDS, v)}
     if vals.pop("version") != HEADER_VERSION or vals.pop("reserved") != 0:
         return None
     if vals["profile"] >= len(PROFILES):
@@ -199,7 +195,12 @@ def parse_header_bits(bits) -> FrameHeader | None:
 
 def encode_header(h: FrameHeader) -> np.ndarray:
     """Header symbols: complex64 ``(HEADER_SYMBOLS,)``, Gray QPSK with unit power."""
-    cw = fec.encode(crc.append_crc(header_bits(h)))
+    return codeword_symbols(crc.append_crc(header_bits(h)))
+
+
+def codeword_symbols(cw_bits) -> np.ndarray:
+    """Header symbols of a 112-bit codeword (96 info bits + CRC): code, repeat, scramble, map."""
+    cw = fec.encode(cw_bits)
     c = np.tile(cw, HEADER_REPS) ^ _SCRAMBLE
     s = (1.0 - 2.0 * c.astype(np.float32)) / np.float32(np.sqrt(2.0))
     return (s[0::2] + 1j * s[1::2]).astype(np.complex64)
@@ -228,8 +229,14 @@ def header_llr(y, noise_var) -> np.ndarray:
 def decode_header(y, noise_var) -> FrameHeader | None:
     """Decode equalised header symbols ``y`` (complex, ``(HEADER_SYMBOLS,)``) with complex noise variance
     ``noise_var`` (scalar or per symbol).  Returns the header, or ``None`` when the CRC or a field check fails."""
+    return decode_header_codeword(y, noise_var)[0]
+
+
+def decode_header_codeword(y, noise_var) -> tuple[FrameHeader | None, np.ndarray]:
+    """As :func:`decode_header`, also returning the decoded 112-bit codeword (for re-encoding with
+    :func:`codeword_symbols`)."""
     llr = header_llr(y, noise_var)
     bits = fec.viterbi(llr, _CW_INFO)
     if not crc.check_crc(bits):
-        return None
-    return parse_header_bits(bits[:HEADER_INFO_BITS])
+        return None, bits
+    return parse_header_bits(bits[:HEADER_INFO_BITS]), bits

@@ -40,7 +40,7 @@ import numpy as np
 from . import preamble as pre
 from .channel import rrc_taps
 from .frame import FrameFormat
-from .header import HEADER_SYMBOLS, FrameHeader, decode_header, encode_header
+from .header import HEADER_SYMBOLS, FrameHeader, codeword_symbols, decode_header_codeword
 
 __all__ = ["Candidate", "ReceivedFrame", "HeaderResult", "MatchedFilter", "BurstDetector", "BurstDemodulator",
            "BurstReceiver", "demod_header", "demod_payload", "burst_len_samples", "header_len_samples",
@@ -53,6 +53,8 @@ _U = pre.frank16()
 _E = pre.diff_cover().astype(np.float32)
 _PRE = pre.preamble()
 _PRE_C = np.conj(_PRE)
+_PRE_C_R = np.ascontiguousarray(_PRE_C.real)
+_PRE_C_I = np.ascontiguousarray(_PRE_C.imag)
 S_CONST = NP  # symbols of the preamble window (numba global)
 S_SEG = S
 _INTERP_HALF = 4  # windowed-sinc symbol interpolator: 8 taps (EVM floor -37.7 dB is the RRC truncation, not this)
@@ -672,8 +674,38 @@ def _fine_cfo_preamble(yp: np.ndarray) -> float:
     return float(kk / nfft / L)
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _pre_energy_kernel(zr, zi, n0, w, sps, pc_r, pc_i, seg):
+    """sum_s |sum_{k in seg s} y_k conj(p_k)|^2 with y_k interpolated by taps ``w`` at n0 + k*sps."""
+    nw = w.size
+    H1 = (nw // 2) - 1
+    tot = 0.0
+    n = pc_r.size
+    for s0 in range(0, n, seg):
+        cr = 0.0
+        ci = 0.0
+        for k in range(s0, s0 + seg):
+            q = n0 + k * sps - H1
+            ar = np.float32(0.0)
+            ai = np.float32(0.0)
+            for i in range(nw):
+                ar += w[i] * zr[q + i]
+                ai += w[i] * zi[q + i]
+            cr += ar * pc_r[k] - ai * pc_i[k]
+            ci += ar * pc_i[k] + ai * pc_r[k]
+        tot += cr * cr + ci * ci
+    return tot
+
+
 def _seg_energy(zr, zi, timing, sps):
     """Non-coherent preamble energy sum_s |c_s|^2 at a trial timing (CFO-insensitive fine timing metric)."""
+    n0 = int(np.floor(timing))
+    if n0 - (_INTERP_HALF - 1) < 0 or n0 + (NP - 1) * sps + _INTERP_HALF + 1 > zr.size:
+        raise ValueError("sample window too short for the preamble")
+    return float(_pre_energy_kernel(zr, zi, n0, _interp_taps(timing - n0), sps, _PRE_C_R, _PRE_C_I, L))
+
+
+def _seg_energy_ref(zr, zi, timing, sps):
     y = _symbols(zr, zi, timing, 0, NP, sps, 0.0, 0.0)
     c = np.sum((y * _PRE_C).reshape(S, L), axis=1)
     return float(np.sum(np.abs(c) ** 2))
@@ -711,14 +743,14 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     yh = np.empty(HEADER_SYMBOLS, np.complex64)
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(abs(hp), 1e-12)), yh)
     nv_eq = nv / max(abs(hp) ** 2, 1e-30)
-    hdr = decode_header(yh, max(nv_eq, 1e-6))
+    hdr, cw = decode_header_codeword(yh, max(nv_eq, 1e-6))
     if hdr is None:
         return HeaderResult(None, f_sym, 0.0, float(abs(hp)), nv, float(10 * np.log10(abs(hp) ** 2 / nv)),
                             timing)
     # refinement on the known sequence: preamble + header + pilots, contiguous up to the first payload symbol
     nk = xk_t.size
     x = xk_t.copy()
-    x[dpos] = encode_header(hdr)
+    x[dpos] = codeword_symbols(cw)
     seg = 64
     ns = nk // seg
     z = np.sum((y[: ns * seg] * np.conj(x[: ns * seg])).reshape(ns, seg), axis=1)

@@ -261,3 +261,31 @@ def test_kernels_match_numpy_references(rng):
     D, dn = sync.stage2_ref(z, 1000, 1200)
     assert np.allclose(dr + 1j * di, D, rtol=1e-3, atol=1e-2 * np.abs(D).max())
     assert np.allclose(den, dn, rtol=1e-3)
+
+
+def test_fine_timing_energy_kernel_matches_reference(rng):
+    z = (rng.standard_normal(5000) + 1j * rng.standard_normal(5000)).astype(np.complex64)
+    zr, zi = z.real.copy(), z.imag.copy()
+    for t in (10.0, 33.3, 700.71):
+        a = sync._seg_energy(zr, zi, t, 2)
+        b = sync._seg_energy_ref(zr, zi, t, 2)
+        assert abs(a - b) < 1e-3 * b
+
+
+def test_block_fading_gain_and_snr_are_estimated():
+    """A frame through a complex gain h: the receiver reports h and the instantaneous SNR |h|^2 Es/N0."""
+    rng = np.random.default_rng(8)
+    imgs, frames, cfg, fmt = _frames(rng, cfg=LinkConfig(bh=4, bw=4, planes=8), fmt=F.FrameFormat(frame_len_log2=11),
+                                     shape=(64, 64, 3))
+    x, starts = _stream(frames[:2], rng)
+    hch = 0.5 * np.exp(1j * 2.0)
+    y = ch.awgn(ch.block_fading(ch.fractional_delay(x, 0.3), hch), 6.0, rng)
+    out, _ = _receive(y)
+    assert len(out) == 2
+    for f in out:
+        assert abs(f.snr_db - (6.0 + 20 * np.log10(0.5))) < 0.5
+        assert abs(abs(f.h) - 0.5) < 0.03
+        dpos, _ = F.frame_layout(f.header.payload_len(), fmt)
+        tx = frames[f.header.frame_idx][1][dpos[HEADER_SYMBOLS:]]
+        # equalised: y = x + n with noise_var = N0/|h|^2
+        assert abs(np.mean(np.abs(f.y - tx) ** 2) / f.noise_var[0] - 1) < 0.1
