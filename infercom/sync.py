@@ -471,6 +471,14 @@ class BurstDetector:
 # ------------------------------------------------------------------------------------------------------------
 # demodulation kernels
 def _interp_taps(frac: float) -> np.ndarray:
+    """Taps for ``frac`` from a table of 1024 fractional phases (timing quantised to 1/1024 sample)."""
+    i = int(round(float(frac) * _NTAB))
+    if i >= _NTAB:
+        return _TAP_TABLE[_NTAB]
+    return _TAP_TABLE[max(i, 0)]
+
+
+def _interp_taps_exact(frac: float) -> np.ndarray:
     """Windowed-sinc taps w[i], i = -(H-1) .. H, for the value at position (n0 + frac), 0 <= frac < 1
     (Blackman window over +-(H+0.5) samples, normalised to unit DC gain)."""
     H = _INTERP_HALF
@@ -480,53 +488,74 @@ def _interp_taps(frac: float) -> np.ndarray:
     return (w / w.sum()).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out):
-    """out[k] = (sum_i w[i] z[n0 + (k0+k)*sps + i - (H-1)]) * exp(-j(2 pi f_sym (k0+k) + ph0)).
+_NTAB = 1024
+_TAP_TABLE = np.stack([_interp_taps_exact(i / _NTAB) for i in range(_NTAB + 1)])
 
-    8-tap interpolation unrolled; de-rotation by a table of 64 phasor steps times a block phasor (float64,
-    renormalised), so the inner loop has no loop-carried dependency."""
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out_f):
+    """Symbols k = k0 .. k0+n_sym-1: ``(sum_i w[i] z[n0 + k*sps + i - (H-1)]) * exp(-j(2 pi f_sym k + ph0))``,
+    written interleaved (re, im) into the float32 array ``out_f`` (a view of a complex64 array).
+
+    sps = 2: polyphase form (even / odd samples de-interleaved, contiguous 4-tap sums, vectorisable);
+    otherwise a direct loop.  De-rotation: per block of 64 symbols a float32 phasor table (block phasor in
+    float64, renormalised) applied without loop-carried dependency."""
     nw = w.size
     H1 = (nw // 2) - 1
+    q0 = n0 + k0 * sps - H1
+    yr = np.zeros(n_sym, np.float32)
+    yi = np.zeros(n_sym, np.float32)
+    if sps == 2 and nw % 2 == 0:
+        h = nw // 2
+        ne = n_sym + h
+        er = np.empty(ne, np.float32)
+        ei = np.empty(ne, np.float32)
+        orr = np.empty(ne, np.float32)
+        oi = np.empty(ne, np.float32)
+        for m in range(ne):
+            er[m] = zr[q0 + 2 * m]
+            ei[m] = zi[q0 + 2 * m]
+            orr[m] = zr[q0 + 2 * m + 1]
+            oi[m] = zi[q0 + 2 * m + 1]
+        for j in range(h):
+            a = w[2 * j]
+            b = w[2 * j + 1]
+            for k in range(n_sym):
+                yr[k] += a * er[k + j] + b * orr[k + j]
+                yi[k] += a * ei[k + j] + b * oi[k + j]
+    else:
+        for k in range(n_sym):
+            q = q0 + k * sps
+            ar = np.float32(0.0)
+            ai = np.float32(0.0)
+            for i in range(nw):
+                ar += w[i] * zr[q + i]
+                ai += w[i] * zi[q + i]
+            yr[k] = ar
+            yi[k] = ai
     B = 64
-    a = -2.0 * np.pi * f_sym
+    ang = -2.0 * np.pi * f_sym
     tr = np.empty(B)
     ti = np.empty(B)
     for j in range(B):
-        tr[j] = np.cos(a * j)
-        ti[j] = np.sin(a * j)
-    sr = np.cos(a * B)
-    si = np.sin(a * B)
+        tr[j] = np.cos(ang * j)
+        ti[j] = np.sin(ang * j)
+    sr = np.cos(ang * B)
+    si = np.sin(ang * B)
     a0 = -(2.0 * np.pi * f_sym * k0 + ph0)
     br = np.cos(a0)
     bi = np.sin(a0)
-    yr = np.empty(B, np.float32)
-    yi = np.empty(B, np.float32)
-    base0 = n0 + k0 * sps - H1
+    pr = np.empty(B, np.float32)
+    pi_ = np.empty(B, np.float32)
     for b0 in range(0, n_sym, B):
         m = min(B, n_sym - b0)
-        if nw == 8:
-            w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
-            for j in range(m):
-                q = base0 + (b0 + j) * sps
-                yr[j] = (w0 * zr[q] + w1 * zr[q + 1] + w2 * zr[q + 2] + w3 * zr[q + 3] + w4 * zr[q + 4]
-                         + w5 * zr[q + 5] + w6 * zr[q + 6] + w7 * zr[q + 7])
-                yi[j] = (w0 * zi[q] + w1 * zi[q + 1] + w2 * zi[q + 2] + w3 * zi[q + 3] + w4 * zi[q + 4]
-                         + w5 * zi[q + 5] + w6 * zi[q + 6] + w7 * zi[q + 7])
-        else:
-            for j in range(m):
-                q = base0 + (b0 + j) * sps
-                ar = np.float32(0.0)
-                ai = np.float32(0.0)
-                for i in range(nw):
-                    ar += w[i] * zr[q + i]
-                    ai += w[i] * zi[q + i]
-                yr[j] = ar
-                yi[j] = ai
         for j in range(m):
-            pr = br * tr[j] - bi * ti[j]
-            pi_ = br * ti[j] + bi * tr[j]
-            out[b0 + j] = complex(yr[j] * pr - yi[j] * pi_, yr[j] * pi_ + yi[j] * pr)
+            pr[j] = br * tr[j] - bi * ti[j]
+            pi_[j] = br * ti[j] + bi * tr[j]
+        for j in range(m):
+            k = b0 + j
+            out_f[2 * k] = yr[k] * pr[j] - yi[k] * pi_[j]
+            out_f[2 * k + 1] = yr[k] * pi_[j] + yi[k] * pr[j]
         t = br * sr - bi * si
         bi = br * si + bi * sr
         br = t
@@ -563,7 +592,7 @@ def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float,
     if n0 + k0 * sps - (_INTERP_HALF - 1) < 0 or need > zr.size:
         raise ValueError("sample window too short for the requested symbols")
     out = np.empty(n_sym, np.complex64)
-    _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out)
+    _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out.view(np.float32))
     return out
 
 
@@ -711,6 +740,114 @@ def _seg_energy_ref(zr, zi, timing, sps):
     return float(np.sum(np.abs(c) ** 2))
 
 
+@numba.njit(cache=True, nogil=True)
+def _gain_noise_kernel(y, x):
+    """Least-squares complex gain of ``y ~ h x`` over ``len(x)`` known symbols and the residual noise
+    variance ``mean|y - h x|^2``."""
+    n = x.size
+    num = 0.0 + 0.0j
+    den = 0.0
+    for k in range(n):
+        num += y[k] * x[k].conjugate()
+        den += (x[k] * x[k].conjugate()).real
+    h = num / den
+    e = 0.0
+    for k in range(n):
+        d = y[k] - h * x[k]
+        e += d.real * d.real + d.imag * d.imag
+    return h, e / n
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine_kernel(y, x, seg):
+    """Phase trajectory of ``y ~ h exp(j(slope k + ph0)) x`` over the known symbols ``x`` (len(x) <= len(y)):
+    correlations over segments of ``seg`` symbols, unwrapped phases, |z|^2-weighted least-squares line; then the
+    gain magnitude and residual noise variance after removing it.  Returns (slope rad/symbol, ph0 rad, |h|,
+    noise variance)."""
+    nk = x.size
+    ns = nk // seg
+    z = np.empty(ns, np.complex128)
+    for j in range(ns):
+        acc = 0.0 + 0.0j
+        for k in range(j * seg, (j + 1) * seg):
+            acc += y[k] * x[k].conjugate()
+        z[j] = acc
+    ph = np.empty(ns)
+    prev = 0.0
+    for j in range(ns):
+        a = np.arctan2(z[j].imag, z[j].real)
+        if j > 0:
+            d = a - prev
+            d -= 2.0 * np.pi * np.floor((d + np.pi) / (2.0 * np.pi))
+            a = prev + d
+        ph[j] = a
+        prev = a
+    sw = 0.0
+    st = 0.0
+    sp = 0.0
+    for j in range(ns):
+        w = z[j].real * z[j].real + z[j].imag * z[j].imag
+        t = j * seg + (seg - 1) / 2.0
+        sw += w
+        st += w * t
+        sp += w * ph[j]
+    tm = st / sw
+    pm = sp / sw
+    num = 0.0
+    den = 0.0
+    for j in range(ns):
+        w = z[j].real * z[j].real + z[j].imag * z[j].imag
+        t = j * seg + (seg - 1) / 2.0 - tm
+        num += w * t * (ph[j] - pm)
+        den += w * t * t
+    slope = num / den
+    ph0 = pm - slope * tm
+    # gain and noise after removing the phase line
+    ca = np.cos(slope)
+    sa = np.sin(slope)
+    pr = np.cos(-ph0)
+    pi_ = np.sin(-ph0)
+    num_h = 0.0 + 0.0j
+    den_h = 0.0
+    for k in range(nk):
+        v = y[k] * complex(pr, pi_)
+        num_h += v * x[k].conjugate()
+        den_h += (x[k] * x[k].conjugate()).real
+        t = pr * ca + pi_ * sa
+        pi_ = pi_ * ca - pr * sa
+        pr = t
+    h = num_h / den_h
+    pr = np.cos(-ph0)
+    pi_ = np.sin(-ph0)
+    e = 0.0
+    for k in range(nk):
+        v = y[k] * complex(pr, pi_)
+        d = v - h * x[k]
+        e += d.real * d.real + d.imag * d.imag
+        t = pr * ca + pi_ * sa
+        pi_ = pi_ * ca - pr * sa
+        pr = t
+    return slope, ph0 + np.arctan2(h.imag, h.real), abs(h), e / nk
+
+
+def _refine_ref(y, x, seg):
+    """Numpy reference of :func:`_refine_kernel`."""
+    nk = x.size
+    ns = nk // seg
+    z = np.sum((y[: ns * seg] * np.conj(x[: ns * seg])).reshape(ns, seg), axis=1)
+    ph = np.unwrap(np.angle(z))
+    w = np.abs(z) ** 2
+    tc = np.arange(ns) * seg + (seg - 1) / 2.0
+    tm = np.sum(w * tc) / np.sum(w)
+    slope = np.sum(w * (tc - tm) * (ph - np.sum(w * ph) / np.sum(w))) / np.sum(w * (tc - tm) ** 2)
+    ph0 = float(np.sum(w * ph) / np.sum(w) - slope * tm)
+    k = np.arange(nk)
+    yk = y[:nk] * np.exp(-1j * (slope * k + ph0))
+    hk = np.vdot(x, yk) / np.vdot(x, x)
+    nv = float(np.mean(np.abs(yk - hk * x) ** 2))
+    return slope, ph0 + float(np.angle(hk)), float(abs(hk)), nv
+
+
 def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = None,
                  fine_timing: bool = True) -> HeaderResult:
     """Estimate and decode the header of a burst in a matched-filtered window.
@@ -734,9 +871,7 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     # fine CFO over the preamble, then the whole header region with the fine CFO removed
     f_sym += _fine_cfo_preamble(_symbols(zr, zi, timing, 0, NP, sps, f_sym, 0.0))
     y = _symbols(zr, zi, timing, 0, n_region, sps, f_sym, 0.0)
-    p = _PRE
-    hp = np.vdot(p, y[:NP]) / NP
-    nv = float(np.mean(np.abs(y[:NP] - hp * p) ** 2))
+    hp, nv = _gain_noise_kernel(y, _PRE)
     # pilot phase tracking over the header region
     dpos, pidx, pil, xk_t = _header_layout(fmt)
     t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=2)
@@ -751,23 +886,8 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     nk = xk_t.size
     x = xk_t.copy()
     x[dpos] = codeword_symbols(cw)
-    seg = 64
-    ns = nk // seg
-    z = np.sum((y[: ns * seg] * np.conj(x[: ns * seg])).reshape(ns, seg), axis=1)
-    ph = np.unwrap(np.angle(z))
-    w = np.abs(z) ** 2
-    tc = np.arange(ns) * seg + (seg - 1) / 2.0
-    tm = np.sum(w * tc) / np.sum(w)
-    slope = np.sum(w * (tc - tm) * (ph - np.sum(w * ph) / np.sum(w))) / np.sum(w * (tc - tm) ** 2)
-    ph0 = float(np.sum(w * ph) / np.sum(w) - slope * tm)
+    slope, ph0, h_abs, nv = _refine_kernel(y, x, 64)
     f_sym += slope / (2 * np.pi)
-    yk = np.empty(nk, np.complex64)
-    _rotate_kernel(y[:nk], slope / (2 * np.pi), ph0, yk)
-    xk = x[:nk]
-    hk = np.vdot(xk, yk) / np.vdot(xk, xk)
-    nv = float(np.mean(np.abs(yk - hk * xk) ** 2))
-    ph0 += float(np.angle(hk))
-    h_abs = float(abs(hk))
     return HeaderResult(hdr, float(f_sym), ph0, h_abs, nv, float(10 * np.log10(h_abs**2 / max(nv, 1e-30))),
                         timing, {"nk": nk})
 

@@ -289,3 +289,17 @@ def test_block_fading_gain_and_snr_are_estimated():
         tx = frames[f.header.frame_idx][1][dpos[HEADER_SYMBOLS:]]
         # equalised: y = x + n with noise_var = N0/|h|^2
         assert abs(np.mean(np.abs(f.y - tx) ** 2) / f.noise_var[0] - 1) < 0.1
+
+
+def test_refinement_kernels_match_references(rng):
+    x = (np.exp(1j * np.pi / 2 * rng.integers(0, 4, 4032)) * np.exp(1j * np.pi / 4)).astype(np.complex64)
+    k = np.arange(x.size)
+    y = (0.8 * np.exp(1j * (2e-4 * k + 0.7)) * x + 0.3 * (rng.standard_normal(x.size)
+                                                          + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    a = sync._refine_kernel(y, x, 64)
+    b = sync._refine_ref(y, x, 64)
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert abs(a[0] - 2e-4) < 2e-5 and abs(a[2] - 0.8) < 0.02 and abs(a[3] - 0.18) < 0.02
+    h, nv = sync._gain_noise_kernel(y[:1024], x[:1024])
+    hh = np.vdot(x[:1024], y[:1024]) / 1024
+    assert abs(h - hh) < 1e-4 and abs(nv - np.mean(np.abs(y[:1024] - hh * x[:1024]) ** 2)) < 1e-4
