@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from . import crc, fec
@@ -199,15 +200,52 @@ def encode_header(h: FrameHeader) -> np.ndarray:
 
 
 def codeword_symbols(cw_bits) -> np.ndarray:
-    """Header symbols of a 112-bit codeword (96 info bits + CRC): code, repeat, scramble, map."""
+    """Header symbols of a 112-bit codeword (96 info bits + CRC): code, repeat, scramble, map (numba)."""
+    cw = fec.encode(cw_bits)
+    out = np.empty(HEADER_SYMBOLS, np.complex64)
+    _map_kernel(cw, _SCRAMBLE, out)
+    return out
+
+
+def codeword_symbols_ref(cw_bits) -> np.ndarray:
+    """Numpy reference of :func:`codeword_symbols`."""
     cw = fec.encode(cw_bits)
     c = np.tile(cw, HEADER_REPS) ^ _SCRAMBLE
     s = (1.0 - 2.0 * c.astype(np.float32)) / np.float32(np.sqrt(2.0))
     return (s[0::2] + 1j * s[1::2]).astype(np.complex64)
 
 
+@numba.njit(cache=True, nogil=True)
+def _map_kernel(cw, scr, out):
+    n = cw.size
+    a = np.float32(1.0 / np.sqrt(2.0))
+    for i in range(out.size):
+        b0 = cw[(2 * i) % n] ^ scr[2 * i]
+        b1 = cw[(2 * i + 1) % n] ^ scr[2 * i + 1]
+        out[i] = complex(a * (1 - 2 * np.int32(b0)), a * (1 - 2 * np.int32(b1)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _llr_kernel(y, scale, sign, n_coded, out):
+    """out[c] = sum over repetitions of the descrambled LLRs of coded bit c; scale per symbol (0 = erased)."""
+    for c in range(n_coded):
+        out[c] = 0.0
+    for i in range(y.size):
+        sc = scale[i] if scale.size > 1 else scale[0]
+        j = 2 * i
+        out[j % n_coded] += y[i].real * sc * sign[j]
+        out[(j + 1) % n_coded] += y[i].imag * sc * sign[j + 1]
+
+
 def header_llr(y, noise_var) -> np.ndarray:
-    """Combined (over repetitions, descrambled) LLRs of the 236 coded header bits, float32."""
+    """Combined (over repetitions, descrambled) LLRs of the 236 coded header bits, float32 (numba)."""
+    yy, scale = _check_header_input(y, noise_var)
+    out = np.empty(HEADER_CODED_BITS, np.float32)
+    _llr_kernel(yy, scale, _SCRAMBLE_SIGN, HEADER_CODED_BITS, out)
+    return out
+
+
+def _check_header_input(y, noise_var):
     yy = np.asarray(y)
     if yy.shape != (HEADER_SYMBOLS,):
         raise ValueError(f"expected {HEADER_SYMBOLS} header symbols, got shape {yy.shape}")
@@ -217,11 +255,17 @@ def header_llr(y, noise_var) -> np.ndarray:
         raise ValueError("noise_var must be a scalar or one value per header symbol")
     if not (np.all(np.isfinite(yy)) and np.all(nv > 0)) or np.any(np.isnan(nv)):
         raise ValueError("header symbols must be finite and noise_var > 0")
-    scale = np.float32(2.0 * np.sqrt(2.0)) / nv
+    scale = np.atleast_1d(np.float32(2.0 * np.sqrt(2.0)) / nv).astype(np.float32)
+    scale[~np.isfinite(scale)] = 0.0  # noise_var = inf: no information
+    return np.ascontiguousarray(yy), scale
+
+
+def header_llr_ref(y, noise_var) -> np.ndarray:
+    """Numpy reference of :func:`header_llr`."""
+    yy, scale = _check_header_input(y, noise_var)
     llr = np.empty(2 * HEADER_SYMBOLS, dtype=np.float32)
     llr[0::2] = yy.real * scale
     llr[1::2] = yy.imag * scale
-    llr = np.nan_to_num(llr, posinf=0.0, neginf=0.0)  # noise_var = inf: no information
     llr *= _SCRAMBLE_SIGN
     return fec.combine_repetitions(llr, HEADER_CODED_BITS)
 

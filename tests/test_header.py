@@ -117,3 +117,14 @@ def test_decode_bad_input():
         H.decode_header(np.full(H.HEADER_SYMBOLS, np.nan, np.complex64), 1.0)
     with pytest.raises(ValueError):
         H.decode_header(np.zeros(H.HEADER_SYMBOLS, np.complex64), -1.0)
+
+
+def test_kernels_match_references(rng):
+    for _ in range(5):
+        cw = rng.integers(0, 2, 112).astype(np.uint8)
+        assert np.array_equal(H.codeword_symbols(cw), H.codeword_symbols_ref(cw))
+        y = (rng.standard_normal(H.HEADER_SYMBOLS) + 1j * rng.standard_normal(H.HEADER_SYMBOLS)).astype(np.complex64)
+        assert np.allclose(H.header_llr(y, 0.7), H.header_llr_ref(y, 0.7), rtol=1e-4, atol=1e-3)
+        nv = rng.uniform(0.2, 2, H.HEADER_SYMBOLS).astype(np.float32)
+        nv[:100] = np.inf  # erased symbols carry no information
+        assert np.allclose(H.header_llr(y, nv), H.header_llr_ref(y, nv), rtol=1e-4, atol=1e-3)
