@@ -149,6 +149,9 @@ class ImageAssembly:
         self.decision, self.decided_attempt = decision, attempt
         self.combiner = None
         self._reasm = None
+        for a in self.attempts:
+            if a.decision is None and a.reason is None:
+                a.reason = f"no decision: the image was decided ({decision}) at attempt {attempt}"
 
     @property
     def newest_attempt(self) -> int:
@@ -182,6 +185,8 @@ class ImageAssembly:
             self.frame_lin[f] += 10.0 ** (snr / 10.0)
         a.completed_at = now
         a.superseded = superseded
+        if superseded:
+            a.reason = "no decision: a newer attempt arrived before this one completed"
         self._reasm = None
 
     def is_complete(self, now: float, timeout_s: float) -> tuple[bool, bool]:

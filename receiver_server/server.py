@@ -363,10 +363,16 @@ class InferenceServer:
             self.log.info("image_closed", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
                                                             "outcome": ev.record["outcome"]}})
 
-    def _release(self, job: AttemptJob) -> None:
+    def _release(self, job: AttemptJob, why: str) -> None:
+        """A job leaves without a decision (``why``: superseded | busy): note it in the attempt's record."""
         im = self.assembler.get(job.key)
         if im is not None and im.generation == job.generation:
             im.in_flight = max(0, im.in_flight - 1)
+            info = im.attempt_info(job.attempt, job.generation)
+            if info is not None:
+                info.superseded = why == "superseded"
+                info.reason = ("no decision: a newer attempt of the image arrived first" if why == "superseded"
+                               else "no answer: server busy (inference backlog full); the transmitter resends")
 
     def _enqueue(self, job: AttemptJob) -> None:
         job.queued_at = time.monotonic()
@@ -374,10 +380,10 @@ class InferenceServer:
         older = [j for j in self._backlog if j.key == job.key]
         for j in older:                       # contained in the newer attempt's combination
             self._backlog.remove(j)
-            self._release(j)
+            self._release(j, "superseded")
             self.stats.inc("jobs_superseded")
         if len(self._backlog) >= self.cfg.max_queue:
-            self._release(job)
+            self._release(job, "busy")
             self.stats.inc("busy_dropped")
             if self._limiter.allow("busy", time.monotonic()):
                 self.log.warning("busy", extra={"fields": {

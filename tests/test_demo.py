@@ -95,8 +95,10 @@ def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
         assert im["server"], "the server recorded the image"
         s = im["server"][-1]
         assert s["outcome"] == im["outcome"]
-        assert all(a["decision"] in ("ACK", "NACK", "FAIL") and a["scores"] for a in s["attempts"]
-                   if not a["superseded"])
+        decided = [a for a in s["attempts"] if not a["superseded"]]
+        assert decided and all(a["decision"] in ("ACK", "NACK", "FAIL") and a["scores"] for a in decided), \
+            s["attempts"]
+        assert all(a["reason"] for a in s["attempts"])          # every attempt says what became of it
     for im in rl["images"]:
         assert im["tx"]["n_attempts"] >= 2
         att = [a for a in im["server"][-1]["attempts"] if a["scores"]]

@@ -109,7 +109,8 @@ def test_two_snrs_ack_first_time_vs_chase_raises_qoe(tmp_path):
         assert s["outcome"] == m["outcome"]
         assert len(s["attempts"]) == m["tx"]["n_attempts"]
         for a in s["attempts"]:
-            assert a["frames_received"] == a["frames_received"] and a["decision"] in ("ACK", "NACK", "FAIL")
+            assert a["frames_received"] == s["n_frames"] and a["missing"] == []      # AWGN: nothing lost
+            assert a["decision"] in ("ACK", "NACK", "FAIL") and a["reason"]
             assert a["snr_db"]["mean"] is not None and set(a["latency_ms"]) >= {"llr", "pixels", "restore", "qoe",
                                                                                   "total"}
             assert "psnr_oracle" in a["scores"]
