@@ -356,6 +356,7 @@ class BurstDetector:
         self.search = 12 * self.G  # stage-2 search half-width around the stage-1 peak (its apex is flat)
         self.la = 2 * self.W + self.search + 2 * self.G  # look-ahead needed past a scan position
         self.min_chunk = int(min_chunk)
+        self.sub_block = 8192  # stage-1 positions per kernel call
         self._phases = (0, self.sps // 2)  # two phases half a symbol apart: timing loss <= 1 dB
         self._phases_arr = np.array(self._phases, np.int64)
         self._ur = _U.real.copy()
@@ -390,6 +391,11 @@ class BurstDetector:
     def max_push(self) -> int:
         """Largest chunk :meth:`feed` takes in one piece (larger inputs are split)."""
         return self._cap // 4
+
+    @property
+    def backlog(self) -> int:
+        """Buffered samples not yet scanned."""
+        return self._base + self._n - self._scan
 
     @property
     def scan_position(self) -> int:
@@ -429,11 +435,13 @@ class BurstDetector:
             n_dec = (limit - self._scan) // self.sps  # symbol-spaced positions to scan
             if n_dec <= 0:
                 return out
-            m1 = np.empty(n_dec + NP, np.float32)
-            c = _stage1_scan_kernel(self._zr, self._zi, s0, self.sps, self._phases_arr, n_dec, self.t1, m1)
+            # in sub-blocks, so that scanning stops soon after a preamble (the rest of its burst is skipped)
+            n_sub = min(n_dec, self.sub_block)
+            m1 = np.empty(n_sub + NP, np.float32)
+            c = _stage1_scan_kernel(self._zr, self._zi, s0, self.sps, self._phases_arr, n_sub, self.t1, m1)
             if c < 0:
-                self._scan += n_dec * self.sps
-                return out
+                self._scan += n_sub * self.sps
+                continue
             self.counters["stage1"] += 1
             apex = c + int(np.argmax(m1[c: c + NP]))
             cand = self._stage2(self._scan + apex * self.sps, float(m1[apex]))
@@ -1015,6 +1023,11 @@ class BurstDemodulator:
                                      metric=cand.m2))
 
     @property
+    def waiting(self) -> bool:
+        """True while a candidate or a decoded header waits for more samples."""
+        return bool(self._queue) or self._pending is not None
+
+    @property
     def busy_until(self) -> float:
         """Absolute sample index up to which the stream belongs to a burst whose header has decoded (a
         detector need not look for preambles before it)."""
@@ -1072,16 +1085,21 @@ class BurstReceiver:
 
     def _run(self, zr, zi, final: bool = False) -> list[ReceivedFrame]:
         """Push a chunk to both stages, then alternate: the detector stops at each candidate, the demodulator
-        decodes what it can, and the detector skips the rest of a burst whose header decoded."""
+        decodes what it can, and the detector skips the rest of a burst whose header decoded.  While a
+        candidate waits for its header samples the detector only buffers (it would otherwise scan the payload
+        of that very burst), unless its backlog grows past half its buffer."""
         out = self.demod.feed(zr, zi)
+        self.detector.skip_to(int(self.demod.busy_until))
         e = np.zeros(0, np.float32)
-        cands = self.detector.feed(zr, zi, final=final, max_candidates=1)
+        det = self.detector
+        hold = self.demod.waiting and det.backlog < det.max_push * 2
+        cands = det.feed(zr, zi, final=final, max_candidates=0 if hold else 1)
         while True:
             out.extend(self.demod.feed(e, e, cands))
-            self.detector.skip_to(int(self.demod.busy_until))
-            if not cands:
+            det.skip_to(int(self.demod.busy_until))
+            if not cands or (self.demod.waiting and det.backlog < det.max_push * 2):
                 return out
-            cands = self.detector.feed(e, e, final=final, max_candidates=1)
+            cands = det.feed(e, e, final=final, max_candidates=1)
 
     def flush(self) -> list[ReceivedFrame]:
         """End of input: the signal is over, so the stream is extended with silence (zeros) just long enough to
