@@ -303,3 +303,14 @@ def test_refinement_kernels_match_references(rng):
     h, nv = sync._gain_noise_kernel(y[:1024], x[:1024])
     hh = np.vdot(x[:1024], y[:1024]) / 1024
     assert abs(h - hh) < 1e-4 and abs(nv - np.mean(np.abs(y[:1024] - hh * x[:1024]) ** 2)) < 1e-4
+
+
+def test_memory_stays_bounded_on_long_input(rng):
+    """Buffers are allocated once: a long stream (3.6 M samples) does not grow them."""
+    rx = sync.BurstReceiver()
+    sizes = (rx.detector._zr.size, rx.demod._zr.size)
+    for i in range(12):
+        rx.feed((rng.standard_normal(300_000) + 1j * rng.standard_normal(300_000)).astype(np.complex64))
+    assert (rx.detector._zr.size, rx.demod._zr.size) == sizes
+    assert rx.detector.samples_in == 12 * 300_000
+    assert len(rx.demod._queue) <= 1
