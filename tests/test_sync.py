@@ -314,3 +314,26 @@ def test_memory_stays_bounded_on_long_input(rng):
     assert (rx.detector._zr.size, rx.demod._zr.size) == sizes
     assert rx.detector.samples_in == 12 * 300_000
     assert len(rx.demod._queue) <= 1
+
+
+@pytest.mark.parametrize("sps", [3, 4])
+def test_other_sps_and_prefiltered_input(sps):
+    rng = np.random.default_rng(30 + sps)
+    fmt = F.FrameFormat(frame_len_log2=11, sps=sps)
+    cfg = LinkConfig(bh=4, bw=4, planes=8)
+    frames = F.image_frames(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), cfg, 1, 2, fmt=fmt)
+    taps = ch.rrc_taps(sps)
+    x = np.concatenate([np.concatenate([np.zeros(int(rng.integers(0, 2000)), np.complex64),
+                                        ch.pulse_shape(s, sps, taps)]) for _, s in frames]
+                       + [np.zeros(5000, np.complex64)])
+    y = ch.awgn(ch.apply_cfo(ch.fractional_delay(x, 1.3), 0.01 / sps), -4, rng)
+    rx = sync.BurstReceiver(fmt=fmt, sps=sps)
+    out = rx.feed(y) + rx.flush()
+    assert [f.header for f in out] == [h for h, _ in frames]
+    assert all(abs(f.snr_db + 4) < 1 for f in out)
+    # the same stream matched-filtered outside (prefiltered=True) gives the same frames
+    zr, zi = sync.MatchedFilter(sps).process(y)
+    rx = sync.BurstReceiver(fmt=fmt, sps=sps, prefiltered=True)
+    out2 = rx.feed(zr + 1j * zi) + rx.flush()
+    assert [f.header for f in out2] == [h for h, _ in frames]
+    assert [f.sample_index for f in out2] == [f.sample_index for f in out]
