@@ -237,3 +237,24 @@ def test_records_helpers():
     m = merge_records([{"tx_id": 1, "image_id": 2, "outcome": "ACK"}],
                       [{"tx_id": 1, "image_id": 2, "outcome": "ACK"}, {"tx_id": 1, "image_id": 3}])
     assert len(m) == 1 and len(m[0]["server"]) == 1
+
+
+def test_cli_build_config(tmp_path):
+    import argparse
+
+    from receiver_server import cli
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    f = tmp_path / "s.yaml"
+    f.write_text("policy: {thresholds: {niqe: 7.0, consistency: 0.9}, max_attempts: 5}\nmax_queue: 9\n")
+    args = p.parse_args(["--config", str(f), "--threshold", "niqe=6.5", "--mode", "selective", "--qoe",
+                         "niqe,consistency", "--bind", "tcp://127.0.0.1:7000", "--assembly-timeout", "0.25"])
+    cfg, qoe = cli.build_config(args)
+    assert cfg.policy.thresholds == {"niqe": 6.5, "consistency": 0.9}
+    assert cfg.policy.max_attempts == 5 and cfg.policy.mode == "selective" and cfg.max_queue == 9
+    assert qoe == ("niqe", "consistency") and cfg.feedback_address == "tcp://127.0.0.1:7001"
+    assert cfg.assembly_timeout_s == 0.25
+    with pytest.raises(ValueError, match="METRIC=VALUE"):
+        cli.build_config(p.parse_args(["--threshold", "niqe"]))
+    with pytest.raises(ValueError):
+        cli.build_config(p.parse_args(["--max-attempts", "40"]))
