@@ -290,10 +290,22 @@ class InferenceServer:
             self.log.error("io_thread_error", extra={"fields": {"error": repr(exc)}})
             self._ready.set()
         finally:
+            self._flush_records()
             for s in (router, pub):
                 if s is not None:
                     s.close()
             ctx.term()
+
+    def _flush_records(self) -> None:
+        """On shutdown: a record for every image still undecided (outcome ``unfinished``)."""
+        try:
+            for key, im in list(self.assembler.images.items()):
+                if im.decision is None:
+                    rec = im.record(outcome="unfinished")
+                    rec["note"] = "the server stopped before deciding this image"
+                    self.records.add(rec)
+        except Exception as exc:      # noqa: BLE001 - shutdown must complete
+            self._internal_error("flush_records", exc)
 
     def _internal_error(self, where: str, exc: Exception) -> None:
         import traceback

@@ -290,3 +290,21 @@ def test_internal_error_is_logged_and_survived(tmp_path):
     assert recs[0]["outcome"] == "ACK" and st["counters"]["internal_errors"] == 1
     log = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines()]
     assert any(x["event"] == "internal_error" and "simulated bug" in x["error"] for x in log)
+
+
+def test_undecided_images_are_recorded_when_the_server_stops(tmp_path):
+    srv = make_server(tmp_path, {}, threshold=20.0, assembly_timeout_s=60.0)
+    with srv:
+        ctx = zmq.Context.instance()
+        d = ctx.socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.connect(srv.bound["soft_frames"])
+        d.send(_good_frame(1, stream=5, tx=9, img=3, idx=0))     # frame 0 of 21: never completes
+        t_end = time.monotonic() + 10
+        while status_request(srv.bound["soft_frames"])["counters"].get("frames_accepted", 0) < 1:
+            assert time.monotonic() < t_end
+            time.sleep(0.05)
+        d.close(0)
+    recs = load_records(tmp_path / "server_records.jsonl")
+    assert len(recs) == 1 and recs[0]["outcome"] == "unfinished" and recs[0]["image_id"] == 3
+    assert recs[0]["attempts"][0]["frames_received"] == 1
