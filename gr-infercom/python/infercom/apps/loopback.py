@@ -307,6 +307,9 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         received = [m for m in sink.frames if int(m["tx_id"]) == args.tx_id and int(m["image_id"]) == image_id]
         rec = {"image": f.name, "image_id": image_id}
         rec.update(image_report(img, cfg, frames, sent[image_id], received, args.snr_db))
+        fades = [r["snr_db"] for r in sink.fading if r.get("image_id") == image_id and r.get("tx_id") == args.tx_id]
+        rec["instantaneous_snr_db"] = (float(10 * math.log10(np.mean([10 ** (v / 10) for v in fades])))
+                                       if fades else None)     # block fading: configured Es/N0 + |h|^2 (dB)
         tx = tx_records.get(image_id, {})
         rec["tx_outcome"] = tx.get("outcome")
         rec["retransmissions"] = max(int(tx.get("n_attempts", 1)) - 1, 0)
