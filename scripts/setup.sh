@@ -56,5 +56,10 @@ if [ -f "$ROOT/CMakeLists.txt" ]; then
   bash "$ROOT/scripts/install_oot.sh"
 fi
 
+# `source .venv/bin/activate` also points GNU Radio Companion and grcc at the installed InferCom blocks.
+if ! grep -q "GRC_BLOCKS_PATH" "$VENV/bin/activate"; then
+  printf '\n# gr-infercom: GRC block descriptions installed into this venv\nexport GRC_BLOCKS_PATH="%s/share/gnuradio/grc/blocks${GRC_BLOCKS_PATH:+:$GRC_BLOCKS_PATH}"\n' "$VENV" >> "$VENV/bin/activate"
+fi
+
 touch "$VENV/.setup-done"
 log "done. Activate with: source .venv/bin/activate"
