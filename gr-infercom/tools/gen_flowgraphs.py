@@ -82,11 +82,13 @@ def tx_section(g: Graph, continuous: bool, feedback: bool, y0: int = 320):
     return "tx_rrc"
 
 
-def rx_section(g: Graph, src: str, y0: int = 560, gui: bool = False):
+def rx_section(g: Graph, src: str, y0: int = 560, gui: bool = False, max_log2: str = "15"):
     """matched filter -> burst_sync -> frame_demod -> chase_combiner, server_link; returns demod/chase names."""
-    g.block("rx_mf", "fir_filter_xxx", (16, y0), type="ccf", decim="1", taps="rrc", samp_delay="0")
-    g.block("rx_sync", "infercom_burst_sync", (260, y0), sps="sps")
-    g.block("rx_demod", "infercom_frame_demod", (520, y0))
+    g.block("rx_mf", "fir_filter_xxx", (16, y0), type="ccf", decim="1", taps="rrc", samp_delay="0",
+            minoutbuf="65536")
+    g.block("rx_sync", "infercom_burst_sync", (260, y0), sps="sps", beta="beta", span="span",
+            max_frame_len_log2=max_log2)
+    g.block("rx_demod", "infercom_frame_demod", (520, y0), sps="sps", beta="beta", span="span")
     g.block("rx_chase", "infercom_chase_combiner", (760, y0), max_frames="4096", timeout_s="60.0")
     g.block("rx_link", "infercom_server_link", (760, y0 + 140), server_addr="server", feedback_addr="''",
             tx_ids="[]", hwm="1000")
@@ -160,7 +162,7 @@ def loopback(gui: bool) -> Graph:
         g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (800, 200))
     tx = tx_section(g, continuous=True, feedback=True)
     ch = channel(g, tx, 320, gui)
-    demod, chase = rx_section(g, ch, gui=gui)
+    demod, chase = rx_section(g, ch, gui=gui, max_log2="frame_len_log2")
     g.link("rx_link", "feedback", "tx_ctl", "feedback")
     g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len")
     g.link(chase, "out", "rx_p2s", "pdus")
