@@ -114,7 +114,7 @@ class LoopbackFlowgraph(gr.top_block):
         self.sps = sps
         taps = rrc_taps(sps, fmt.beta, fmt.span)
         self.tx = tx_controller(images, tx_id, bh, bw, planes, profile, design_snr_db, 0, frame_len_log2,
-                                server is not None, attempts, max_attempts, timeout_s, 1, 8, 0, max_images)
+                                server is not None, attempts, max_attempts, timeout_s, 1, 40, 0, max_images)
         self.mod = frame_modulator(fmt.span // 2, gap[0], gap[1], True, 4096, seed)
         self.interp = filter.interp_fir_filter_ccf(sps, taps.tolist())
         self.rot = blocks.rotator_cc(2 * math.pi * cfo)
