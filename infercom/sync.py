@@ -308,21 +308,28 @@ def _stage2_kernel(zr, zi, ur, ui, ecov, sps, a, b, dr, di, den):
         for n in range(nr):
             q[n] += zr[off + n] * zr[off + n] + zi[off + n] * zi[off + n]
     m = b - a
-    ar = np.zeros(m, np.float32)  # local accumulators (no aliasing with the outputs: vectorisable)
+    # products of adjacent segment correlations, once per position: p[n] = r[n+G] conj(r[n]), pd[n] = q[n+G] q[n];
+    # then D(n) = sum_s e_s p[n + (s-1) G] (simple strided sums over contiguous arrays)
+    npd = m + (n_seg - 2) * G
+    pr = np.empty(npd, np.float32)
+    pi_ = np.empty(npd, np.float32)
+    pd = np.empty(npd, np.float32)
+    for n in range(npd):
+        pr[n] = rr[n + G] * rr[n] + ri[n + G] * ri[n]
+        pi_[n] = ri[n + G] * rr[n] - rr[n + G] * ri[n]
+        pd[n] = q[n + G] * q[n]
+    ar = np.zeros(m, np.float32)
     ai = np.zeros(m, np.float32)
     ad = np.zeros(m, np.float32)
-    for s in range(1, n_seg):  # segments outer, positions inner: contiguous
-        e = ecov[s - 1]
-        o1 = s * G
-        o0 = (s - 1) * G
+    for s in range(n_seg - 1):
+        e = ecov[s]
+        o = s * G
         for n in range(m):
-            c1r = rr[n + o1]
-            c1i = ri[n + o1]
-            c0r = rr[n + o0]
-            c0i = ri[n + o0]
-            ar[n] += e * (c1r * c0r + c1i * c0i)  # Re(c1 conj(c0))
-            ai[n] += e * (c1i * c0r - c1r * c0i)  # Im(c1 conj(c0))
-            ad[n] += q[n + o1] * q[n + o0]
+            ar[n] += e * pr[n + o]
+        for n in range(m):
+            ai[n] += e * pi_[n + o]
+        for n in range(m):
+            ad[n] += pd[n + o]
     for n in range(m):
         dr[n] = ar[n]
         di[n] = ai[n]
