@@ -100,3 +100,57 @@ def test_bad_arguments(images):
         run_loopback(parse_args(["--images", str(images), "--snr-db", "0", "--cfo-frac", "0.2"]))
     with pytest.raises(ValueError):
         run_loopback(parse_args(["--images", "/nonexistent", "--snr-db", "0"]))
+
+
+def test_closed_loop_with_a_server_nack_then_ack(images):
+    """A stand-in server (ROUTER + PUB, infercom.protocol) NACKs every first attempt (chase) once all its frames
+    arrived, and ACKs the second: the flowgraph's ARQ must retransmit exactly once per image."""
+    import threading
+
+    import zmq
+
+    from infercom import protocol
+
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(f"tcp://127.0.0.1:{port + 1}")
+    stop = threading.Event()
+    seen = {}
+
+    def serve():
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        while not stop.is_set():
+            if not dict(poller.poll(50)):
+                continue
+            _, buf = router.recv_multipart()
+            m = protocol.decode(buf)
+            key = (m.image_id, m.attempt)
+            seen.setdefault(key, set()).add(m.frame_idx)
+            if len(seen[key]) == m.config.frame_count():
+                fb = (protocol.Feedback(m.tx_id, m.image_id, 0, "NACK", mode="chase", next_attempt=1)
+                      if m.attempt == 0 else protocol.Feedback(m.tx_id, m.image_id, m.attempt, "ACK"))
+                pub.send_multipart([protocol.feedback_topic(m.tx_id), protocol.encode(fb)])
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        rep = run_loopback(parse_args(["--images", str(images), "--snr-db", "0", "--frame-len-log2", "11",
+                                       "--server", f"tcp://127.0.0.1:{port}", "--timeout-s", "8", "--seed", "7"]),
+                           keep_flowgraph=True)
+    finally:
+        stop.set()
+        th.join(2)
+        router.close(0)
+        pub.close(0)
+    fg = rep.pop("flowgraph")
+    for r in rep["images"]:
+        assert r["tx_outcome"] == "ACK" and r["retransmissions"] == 1
+        assert r["attempts_received"] == [0, 1] and r["frames_lost"] == 0
+    for rec in fg.tx.records:                      # the retransmission was the server's chase request
+        assert [a["why"] for a in rec["attempts"]] == ["first", "chase"]
+        assert [a["decision"] for a in rec["attempts"]] == ["NACK", "ACK"]
+    assert rep["summary"]["server_link"]["sent"] == rep["summary"]["frames_received"]
+    assert fg.chase.held_frames() == 0             # the ACKs flushed the combiner
