@@ -291,22 +291,51 @@ def stage1_metric_ref(z) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _stage2_kernel(zr, zi, ur, ui, ecov, sps, a, b, dr, di, den):
+def _stage2_kernel(zr, zi, ur, ui, ecov, sps, a, b, dr, di, den, frank=True):
     """For n in [a, b): D(n) = sum_s e_s c_s conj(c_{s-1}) with c_s = r[n + s*G], and its noise-only variance
     estimate den(n) = sum_s q_s q_{s-1}, q_s = sum_k |z[n + s*G + k*sps]|^2 (local segment energies, so that
-    the normalisation holds across noise/silence edges)."""
+    the normalisation holds across noise/silence edges).  ``frank=True``: ``u`` is the Frank-16 preamble segment
+    (radix-4 butterfly per sample phase); ``False``: generic correlation with ``u``."""
     nu = ur.size
     G = nu * sps
     n_seg = ecov.size + 1
     nr = (b - a) + (n_seg - 1) * G
     rr = np.empty(nr, np.float32)
     ri = np.empty(nr, np.float32)
-    _segcorr_kernel(zr[a:], zi[a:], ur, ui, sps, rr, ri)
     q = np.zeros(nr, np.float32)
-    for k in range(nu):
-        off = a + k * sps
-        for n in range(nr):
-            q[n] += zr[off + n] * zr[off + n] + zi[off + n] * zi[off + n]
+    if nu == 16 and frank:
+        # per sample phase: de-interleave, Frank butterfly correlation, running sum of |z|^2 over 16 symbols
+        for ph in range(sps):
+            nph = (nr - ph + sps - 1) // sps  # positions n = ph + j*sps < nr
+            if nph <= 0:
+                continue
+            ne = nph + nu
+            er = np.empty(ne, np.float32)
+            ei = np.empty(ne, np.float32)
+            for j in range(ne):
+                er[j] = zr[a + ph + j * sps]
+                ei[j] = zi[a + ph + j * sps]
+            tr = np.empty(nph, np.float32)
+            ti = np.empty(nph, np.float32)
+            _frank_corr_kernel(er, ei, tr, ti)
+            # direct sums (not a running sum: that would lose relative precision at noise -> silence edges)
+            e2 = np.empty(ne, np.float32)
+            for j in range(ne):
+                e2[j] = er[j] * er[j] + ei[j] * ei[j]
+            tq = np.zeros(nph, np.float32)
+            for k in range(nu):
+                for j in range(nph):
+                    tq[j] += e2[j + k]
+            for j in range(nph):
+                rr[ph + j * sps] = tr[j]
+                ri[ph + j * sps] = ti[j]
+                q[ph + j * sps] = tq[j]
+    else:
+        _segcorr_kernel(zr[a:], zi[a:], ur, ui, sps, rr, ri)
+        for k in range(nu):
+            off = a + k * sps
+            for n in range(nr):
+                q[n] += zr[off + n] * zr[off + n] + zi[off + n] * zi[off + n]
     m = b - a
     # products of adjacent segment correlations, once per position: p[n] = r[n+G] conj(r[n]), pd[n] = q[n+G] q[n];
     # then D(n) = sum_s e_s p[n + (s-1) G] (simple strided sums over contiguous arrays)
