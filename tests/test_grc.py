@@ -86,7 +86,6 @@ def test_block_yml_loads_and_validates(platform, path):
     assert not errors, errors
 
 
-@pytest.mark.slow
 def test_grcc_compiles_every_flowgraph(tmp_path):
     assert GRC_FILES, "grc/ holds no flowgraphs"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GRC_BLOCKS_PATH=str(BLOCK_DIR))

@@ -125,7 +125,7 @@ class RxFlowgraph(gr.top_block):
 def run(args: argparse.Namespace) -> int:
     try:
         fg = RxFlowgraph(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom rx: {exc}", file=sys.stderr)
         return 2
     fg.start()

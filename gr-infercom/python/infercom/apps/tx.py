@@ -93,7 +93,7 @@ class TxFlowgraph(gr.top_block):
 def run(args: argparse.Namespace) -> int:
     try:
         fg = TxFlowgraph(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom tx: {exc}", file=sys.stderr)
         return 2
     fg.start()
