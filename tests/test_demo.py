@@ -15,10 +15,9 @@ from receiver_server import demo
 
 
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory, request) -> Path:
+def crops(tmp_path_factory, kodak_dir) -> Path:
     """Three 256x384 crops of kodak24 images (temporary files, never in the repo)."""
-    from conftest import DATASETS
-    k = DATASETS / "kodak24"
+    k = kodak_dir
     if not k.is_dir():
         pytest.skip(f"kodak24 not found at {k}")
     d = tmp_path_factory.mktemp("crops")
