@@ -116,3 +116,22 @@ def test_bad_input():
     ctl._on_feedback(pmt.intern("junk"))
     ctl._on_sent(pmt.intern("junk"))
     assert ctl.counters["bad_feedback"] == 1 and ctl.counters["bad_sent"] == 1
+
+
+def test_unconnected_sent_port_falls_back_without_deadlock(monkeypatch):
+    import importlib
+
+    mod = importlib.import_module("gnuradio.infercom.tx_controller")
+
+    monkeypatch.setattr(mod, "CREDIT_TIMEOUT_S", 0.3)
+    imgs = _images(1)
+    ctl = tx_controller(imgs, 1, 2, 2, 8, "equal", 0, 0, 8, True, 1, 2, 0.5, 1, 2, 0, 0)
+    tb = gr.top_block()
+    dbg = blocks.message_debug()
+    tb.msg_connect(ctl, "frames", dbg, "store")
+    tb.start()
+    assert _wait(ctl.finished.is_set, 20)      # no modulator reports: credit timeout, then ARQ timeouts -> FAIL
+    tb.stop()
+    tb.wait()
+    assert ctl.counters["credit_timeouts"] >= 1
+    assert ctl.records[0]["outcome"] == "FAIL" and ctl.records[0]["n_attempts"] == 2

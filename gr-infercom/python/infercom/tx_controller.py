@@ -26,6 +26,9 @@ from infercom.link import LinkConfig
 
 from .tags import feedback_from_pmt, header_to_meta, make_pdu
 
+#: seconds without any 'sent' report before flow control assumes the port is unconnected
+CREDIT_TIMEOUT_S = 30.0
+
 
 def image_list(images) -> list:
     """A folder, a file, a comma-separated string of files, or a list of paths / uint8 arrays -> list."""
@@ -179,8 +182,20 @@ class tx_controller(gr.basic_block):
                       "n_frames": len(frames)})
         for i, (hdr, sym) in enumerate(frames):
             with self._cv:
+                t_wait = time.monotonic()
                 while self.max_in_flight and self._in_flight >= self.max_in_flight and not self._stop.is_set():
                     self._cv.wait(0.1)
+                    if time.monotonic() - t_wait > CREDIT_TIMEOUT_S:
+                        # no 'sent' reports: the modulator's sent port is probably not connected
+                        self.counters["credit_timeouts"] += 1
+                        self.logger.warn(f"tx_controller: no frame reported sent for {CREDIT_TIMEOUT_S:.0f} s; "
+                                         "is frame_modulator's 'sent' connected to 'sent'? continuing")
+                        # flow control off from now on; attempts waiting for their last report count as sent
+                        self.max_in_flight = 0
+                        self._in_flight = 0
+                        self._completed.extend(self._awaiting.values())
+                        self._awaiting.clear()
+                        break
                 if self._stop.is_set():
                     return i
                 self._in_flight += 1

@@ -208,15 +208,20 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
     """One image's record: link metrics as ``infercom simulate`` computes them, plus the PHY counts."""
     from infercom import link, metrics, power, qpsk, source
     from infercom.frame import Reassembler
-    from infercom.header import FrameHeader
 
     from ..tags import meta_to_header
 
     img3 = source.as_image3(img)
+    parts = [(meta_to_header(meta), y, nv) for meta, y, nv in frames.values()]
+    if parts:
+        # a "refine" retransmission re-encodes the image: report the configuration of the latest attempt
+        latest = max(parts, key=lambda p: p[0].attempt)[0]
+        cfg = latest.link_config()
+        parts = [p for p in parts if p[0].link_config() == cfg and p[0].frame_len_log2 == latest.frame_len_log2]
     lay = link.layout(img3.shape[0], img3.shape[1], img3.shape[2], cfg)
     re = Reassembler()
-    for meta, y, nv in frames.values():
-        re.add(meta_to_header(meta), y, nv)
+    for h, y, nv in parts:
+        re.add(h, y, nv)
     if re.header is None:
         y = np.zeros(lay.n_symbols, np.complex64)
         nv = np.full(lay.n_symbols, np.inf, np.float32)
@@ -238,7 +243,7 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
     up_hard = link.upsample(low_hard, lay)
     attempts = sorted({int(m["attempt"]) for m in received})
     return {
-        "frames": n_frames, "frames_sent": sent_frames, "frames_received": len(received),
+        "frames": n_frames, "bh": cfg.bh, "bw": cfg.bw, "frames_sent": sent_frames, "frames_received": len(received),
         "frames_lost": max(sent_frames - len(received), 0),
         "attempts_received": attempts,
         "snr_db": snr_db,
