@@ -129,6 +129,17 @@ def llr_to_lowres(llr: np.ndarray, lay: ImageLayout, cfg: LinkConfig, mode: str 
     return reconstruct.llr_to_values(llr, mode).reshape(lay.low_h, lay.low_w, lay.channels)
 
 
+def llr_to_lowres_var(llr: np.ndarray, lay: ImageLayout, cfg: LinkConfig) -> np.ndarray:
+    """LLRs (planes, n_values) -> float32 (low_h, low_w, C): posterior variance of each low-res value around
+    its MMSE estimate (:func:`llr_to_lowres` with ``mode="mmse"``), grey levels squared; unsent planes and
+    missing symbols (LLR 0) count as unknown fair bits (all missing: 5461.25, a uniform value on 0..255)."""
+    _check_layout(lay, cfg)
+    llr = np.asarray(llr)
+    if llr.shape != (cfg.planes, lay.n_values):
+        raise ValueError(f"LLR shape {llr.shape} != ({cfg.planes}, {lay.n_values})")
+    return reconstruct.posterior_var(llr).reshape(lay.low_h, lay.low_w, lay.channels)
+
+
 def decode_image(y, noise_var, lay: ImageLayout, cfg: LinkConfig, mode: str = "mmse",
                  keyring=None) -> np.ndarray:
     """``llr_to_lowres(soft_to_llr(...))``: float32 (low_h, low_w, C) in [0, 255]."""

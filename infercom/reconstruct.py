@@ -9,6 +9,12 @@
   the ``2**(8-m)`` possible values, so hard values are integers.
 
 Both are clipped to [0, 255] and returned as float32. LLRs are ``(m, N)`` float32, MSB plane first.
+
+* Posterior variance (:func:`posterior_var`): bits are independent under the posterior (one LLR each), so
+  ``Var[v | y] = sum_{sent k} 4**k P_k (1 - P_k) + sum_{unsent k} 4**k / 4`` in grey levels squared, with
+  ``P_k (1 - P_k) = e / (1 + e)**2``, ``e = exp(-|L_k|)`` (overflow-free). A value with all LLRs 0 gets the
+  variance of a uniform value on 0..255, ``(256**2 - 1) / 12 = 5461.25``. It is the spread of the true value
+  around the (unclipped) MMSE estimate; the MMSE sum never leaves [0, 255], so the clipping changes nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +56,21 @@ def mmse_values_numpy(llr: np.ndarray) -> np.ndarray:
     return np.clip(v, 0.0, 255.0).astype(np.float32)
 
 
+def unsent_var(planes: int) -> float:
+    """Posterior variance contributed by the ``8 - planes`` unsent LSB planes: ``sum_{k < 8-m} 4**k / 4``
+    (each an unknown fair bit), grey levels squared."""
+    m = check_planes(planes)
+    return (4.0 ** (8 - m) - 1.0) / 12.0
+
+
+def posterior_var_numpy(llr: np.ndarray) -> np.ndarray:
+    """Reference: float32 ``(N,)`` posterior variance of each value (grey levels squared) from LLRs ``(m, N)``."""
+    llr = _check_llr(llr)
+    w = (4.0 ** plane_indices(llr.shape[0]))[:, None]
+    e = np.exp(-np.abs(llr.astype(np.float64)))
+    return ((w * (e / (1.0 + e) ** 2)).sum(axis=0) + unsent_var(llr.shape[0])).astype(np.float32)
+
+
 def hard_values_numpy(llr: np.ndarray) -> np.ndarray:
     llr = _check_llr(llr)
     w = (2.0 ** plane_indices(llr.shape[0]))[:, None]
@@ -83,6 +104,29 @@ def _hard_kernel(llr, offset, out):
                 out[i] += w
     for i in range(n):
         out[i] = min(max(out[i], np.float32(0.0)), np.float32(255.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _var_kernel(llr, offset, out):
+    """Plane-major loops as :func:`_mmse_kernel`; ``4**k e / (1 + e)**2`` with ``e = exp(-|L|)``."""
+    m, n = llr.shape
+    for i in range(n):
+        out[i] = offset
+    for j in range(m):
+        w = np.float32(1 << (2 * (7 - j)))
+        for i in range(n):
+            e = np.exp(-abs(llr[j, i]))
+            d = np.float32(1.0) + e
+            out[i] += w * e / (d * d)
+
+
+def posterior_var(llr: np.ndarray) -> np.ndarray:
+    """float32 ``(N,)`` posterior variance of each value, grey levels squared, from LLRs ``(m, N)`` (numba;
+    reference :func:`posterior_var_numpy`). Pairs with the MMSE values of :func:`llr_to_values`."""
+    llr = _check_llr(llr)
+    out = np.empty(llr.shape[1], np.float32)
+    _var_kernel(llr, np.float32(unsent_var(llr.shape[0])), out)
+    return out
 
 
 def llr_to_values(llr: np.ndarray, mode: str = "mmse") -> np.ndarray:
