@@ -77,10 +77,13 @@ def default_qoe_names() -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float]) -> dict[str, float]:
+def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float], restorer: str | None = None,
+                       fallbacks: list | None = None) -> dict[str, float]:
     """Thresholds per metric: the configured ones, else the metric's own ``threshold`` attribute, else the QoE
     package's rule (``receiver_server.qoe.thresholds.threshold``: the papers' CLIP defaults, the calibrated
-    offline ones). Metrics without any threshold are reported but do not gate the ACK."""
+    offline ones -- ``restorer``'s own calibration entry, else the default restorer's). Metrics without any
+    threshold are reported but do not gate the ACK. When ``fallbacks`` is a list, ``(metric, entry used)`` is
+    appended for every calibrated threshold taken from another restorer's entry than ``restorer``."""
     out = {}
     unknown = sorted(set(configured) - set(metrics))
     if unknown:
@@ -93,7 +96,10 @@ def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float]) ->
         else:
             try:
                 from .qoe.thresholds import threshold
-                out[name] = float(threshold(name).value)
+                t = threshold(name, restorer=restorer)
+                out[name] = float(t.value)
+                if fallbacks is not None and restorer is not None and t.restorer not in (None, restorer):
+                    fallbacks.append((name, t.restorer))
             except (ImportError, ValueError):
                 pass
     return out
@@ -137,7 +143,9 @@ class InferenceServer:
                 names = ()
             metrics = {n: get_qoe(n, cfg.device, dict(cfg.qoe_config.get(n, {})) or None) for n in names}
         self.metrics = dict(metrics)
-        self.thresholds = resolve_thresholds(self.metrics, dict(cfg.policy.thresholds))
+        restorer_name = getattr(restorer, "name", None) or cfg.restorer
+        fallbacks: list = []
+        self.thresholds = resolve_thresholds(self.metrics, dict(cfg.policy.thresholds), restorer_name, fallbacks)
         self.higher_is_better = {n: bool(m.higher_is_better) for n, m in self.metrics.items()}
         self.stats = ServerStats()
         self.records = RecordSink(cfg.records_file)
@@ -155,6 +163,11 @@ class InferenceServer:
         self.bound: dict[str, str] = {}
         if cfg.artifacts_dir:
             Path(cfg.artifacts_dir).mkdir(parents=True, exist_ok=True)
+        if fallbacks:
+            self.log.warning("threshold_fallback", extra={"fields": {
+                "restorer": restorer_name, "metrics": {m: e for m, e in fallbacks},
+                "note": "no calibrated thresholds for this restorer; using another restorer's entry "
+                        "(run python -m receiver_server.qoe.calibrate --restorer NAME)"}})
         if not self.thresholds:
             self.log.warning("no_thresholds", extra={"fields": {
                 "metrics": sorted(self.metrics), "note": "every attempt will be acknowledged"}})
@@ -478,12 +491,14 @@ class InferenceServer:
         llr = link.soft_to_llr(job.y, job.noise_var, lay, lcfg)
         t1 = time.perf_counter()
         obs = link.llr_to_lowres(llr, lay, lcfg, "mmse")
+        obs_var = link.llr_to_lowres_var(llr, lay, lcfg)
         missing = np.all(llr == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
         t2 = time.perf_counter()
         finite = job.frame_snr_db[np.isfinite(job.frame_snr_db)]
         snr_db = (10 * math.log10(np.sum(10 ** (finite / 10)) / job.frame_snr_db.size) if finite.size else -99.0)
         meta = {"bh": c.bh, "bw": c.bw, "height": c.height, "width": c.width, "channels": c.channels,
                 "snr_db": float(snr_db), "attempts": job.attempts_combined, "missing": missing,
+                "obs_var": obs_var,
                 "tx_id": job.key[0], "image_id": job.key[1], "attempt": job.attempt}
         restored = self.restorer.restore(obs, meta)
         t3 = time.perf_counter()

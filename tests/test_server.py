@@ -267,3 +267,73 @@ def test_server_bench_quick(tmp_path, monkeypatch):
         assert lat["n"] >= 2 and 0 < lat["p50"] <= lat["p99"]
     assert res["throughput"]["8_tx"]["images"] == 8 and res["throughput"]["8_tx"]["images_per_s"] > 0
     assert "supir" in res["skipped"] and res["llr_to_pixels_msym_per_s"] > 0
+
+
+class _MetaRecorder:
+    """Test-only restorer/metric that keeps the meta it was given."""
+
+    name = "meta_recorder"
+    higher_is_better = True
+    range = (0.0, 1.0)
+
+    def __init__(self):
+        self.metas = []
+
+    def restore(self, observation, meta):
+        self.metas.append(meta)
+        return get_restorer("bicubic").restore(observation, meta)
+
+    def score(self, restored, observation=None, meta=None):
+        self.metas.append(meta)
+        return 1.0
+
+
+def test_meta_carries_posterior_variance_and_thresholds_follow_the_restorer(tmp_path):
+    """The restorer and every metric get meta["obs_var"] = the posterior variance of the MMSE observation
+    (maximal where a frame never arrived); calibrated thresholds come from the restorer's own entry, with a
+    logged fallback to the default (bicubic) entry for a restorer that has none."""
+    from infercom import link
+    from infercom.protocol import ImageConfig
+    from receiver_server.assembly import AttemptJob
+    from receiver_server.qoe.thresholds import CALIBRATION_FILE
+
+    img = synth_images(1, seed=5)[0]
+    lcfg = LinkConfig(bh=2, bw=2)
+    x, lay = link.encode_image(img, lcfg)
+    rng = np.random.default_rng(0)
+    nv = np.full(x.size, 0.5, np.float32)
+    y = (x + np.sqrt(0.25) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    # every symbol of the first two low-res rows lost (pre-interleaving order: plane-major, symbol i carries
+    # values 2i, 2i+1; tx = pre[perm])
+    from infercom import interleave
+    perm = interleave.permutation(lay.n_symbols, interleave.get_keyring(None).key(0))
+    pos = np.argsort(perm)
+    lost = pos[(np.arange(8)[:, None] * lay.n_sym_per_plane + np.arange(3 * lay.low_w)[None, :]).ravel()]
+    y[lost], nv[lost] = 0, np.inf
+    icfg = ImageConfig(bh=2, bw=2, planes=8, channels=3, profile="importance", design_snr_db=-4, key_id=0,
+                       height=img.shape[0], width=img.shape[1], frame_len_log2=10)
+    job = AttemptJob(key=(1, 0), attempt=0, generation=0, config=icfg, y=y, noise_var=nv,
+                     frame_snr_db=np.array([3.0, 3.0]), attempts_combined=1, missing_frames=[], never_received=[],
+                     first_frame_at=0.0, completed_at=0.0, timed_out=False)
+    rec = _MetaRecorder()
+    cfg = ServerConfig(bind=LOOP, feedback_bind=LOOP, log_file=str(tmp_path / "s.log"),
+                       policy=PolicyConfig(thresholds={"meta_recorder": 0.5}))
+    srv = InferenceServer(cfg, restorer=rec, metrics={"meta_recorder": rec})
+    srv.process(job)
+    want = link.llr_to_lowres_var(link.soft_to_llr(y, nv, lay, lcfg), lay, lcfg)
+    assert len(rec.metas) == 2
+    for meta in rec.metas:
+        v = meta["obs_var"]
+        assert v.dtype == np.float32 and v.shape == (lay.low_h, lay.low_w, 3)
+        np.testing.assert_array_equal(v, want)
+        assert np.all(v[meta["missing"]] == np.float32((256 ** 2 - 1) / 12))   # no symbols: uniform 0..255
+        assert meta["missing"][:2].all() and not meta["missing"][2:].any() and np.all(v[2:] < 5000)
+    # thresholds per restorer: a restorer without its own calibration entry falls back, and the log says so
+    from receiver_server.qoe import get_qoe
+    doc = json.loads(CALIBRATION_FILE.read_text())
+    cfg2 = ServerConfig(bind=LOOP, feedback_bind=LOOP, log_file=str(tmp_path / "f.log"))
+    srv2 = InferenceServer(cfg2, restorer=rec, metrics={"consistency": get_qoe("consistency")})
+    assert srv2.thresholds == {"consistency": doc["thresholds"]["consistency"]}
+    logged = [json.loads(line) for line in (tmp_path / "f.log").read_text().splitlines()]
+    fb = [e for e in logged if e["event"] == "threshold_fallback"]
+    assert fb and fb[0]["restorer"] == "meta_recorder" and fb[0]["metrics"] == {"consistency": "bicubic"}

@@ -2,12 +2,13 @@
 """Calibrate the ACK/NACK thresholds of the offline QoE metrics (``niqe``, ``consistency``) on bsds500.
 
     python -m receiver_server.qoe.calibrate [--images DIR] [--n-images 40] [--snrs -8,-6,...,14]
-        [--bh 3 --bw 3] [--label chase-gain|drop] [--max-db 1.0] [--seed 1] [--restorer bicubic]
+        [--bh 3 --bw 3] [--label chase-gain|drop] [--max-db 1.0] [--seed 1] [--restorer bicubic[,NAME...]]
         [--out .../thresholds.json]
 
 Method (docs/qoe.md): each image goes through the link at symbol level (``infercom.link.encode_image`` ->
-``infercom.channel.awgn`` at Es/N0 = snr -> ``decode_image`` MMSE) and a restorer (``--restorer``, default
-the ``bicubic`` baseline), and is labelled *acceptable* or not.
+``infercom.channel.awgn`` at Es/N0 = snr -> LLRs -> MMSE observation and its posterior variance, as the
+server computes them) and a restorer (``--restorer``, default the ``bicubic`` baseline), scored with ``niqe``
+and ``consistency`` with the server's meta (``obs_var`` included), and labelled *acceptable* or not.
 
 * ``chase-gain`` (default): retransmissions would not pay -- one more independent attempt Chase-combined with
   the first (``infercom.chase.combine``, +3 dB) would raise the PSNR by at most ``--max-db``, and three more
@@ -15,9 +16,13 @@ the ``bicubic`` baseline), and is labelled *acceptable* or not.
   gains little because the MMSE pixels are still near the prior mean, but a few gain a lot.)
 * ``drop``: the PSNR is at most ``--max-db`` below the error-free link (same transmitter, noiseless channel).
 
-Each metric's threshold is the cut that best separates the two classes (maximum balanced accuracy = Youden's
-J; the midpoint between neighbouring sample values). The thresholds, per-SNR medians, class counts,
-accuracies and the exact command are written to JSON.
+The server ACKs when *every* metric passes, so the pair of thresholds is chosen jointly: the pair of cuts
+(NIQE <= a, consistency >= b) with the best balanced accuracy (Youden's J) of that AND rule over a grid of
+sample quantiles (ties: the strictest consistency cut that costs no accuracy, then the most lenient NIQE
+cut; cuts are midpoints between neighbouring sample values). Each metric's own best single cut is recorded too. The thresholds, per-SNR medians, class counts,
+accuracies, date and exact command are written to JSON, one entry per restorer (``"restorers"``; other
+restorers' entries already in the file are kept); the top-level ``"thresholds"`` are the default restorer's
+(bicubic).
 
 Uses bsds500 (never kodak24, the evaluation set): ``--images`` defaults to ``<datasets>/bsds500/test``.
 """
@@ -67,6 +72,56 @@ def best_threshold(values: np.ndarray, good: np.ndarray, higher_is_better: bool)
             "tnr": float(tnr[k])}
 
 
+def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, n_grid: int = 300) -> dict:
+    """The pair (NIQE <= a, consistency >= b) maximising the balanced accuracy of "pass iff both pass".
+
+    Candidate cuts: midpoints between neighbouring distinct values, thinned to at most ``n_grid`` quantiles per
+    metric, plus one cut below/above all values. Ties go to the *highest* consistency cut, then the highest
+    NIQE cut: consistency is a faithfulness guard that separates the classes little when the restorer is
+    honest, so among equally good pairs the strictest consistency cut that costs no balanced accuracy is
+    kept (just below the lowest consistency the rule still accepts) rather than a non-binding one.
+    Returns ``{"niqe", "consistency", "balanced_accuracy", "tpr", "tnr"}``.
+    """
+    a = np.asarray(niqe, dtype=np.float64)
+    c = np.asarray(cons, dtype=np.float64)
+    g = np.asarray(good, dtype=bool)
+    ok = np.isfinite(c)                          # NIQE may be inf (flat image): it never passes
+    a, c, g = a[ok], c[ok], g[ok]
+    if g.all() or (~g).all():
+        raise ValueError("calibration needs both acceptable and unacceptable samples; widen the SNR range")
+
+    def cuts(v):
+        u = np.unique(v[np.isfinite(v)])
+        mid = (u[:-1] + u[1:]) / 2.0
+        if mid.size > n_grid:
+            mid = np.unique(np.quantile(mid, np.linspace(0, 1, n_grid)))
+        return np.concatenate([[u[0] - 1.0], mid, [u[-1] + 1.0]])
+
+    ca = cuts(a)[::-1]                                        # NIQE: most lenient (highest) first
+    cc = cuts(c)[::-1]                                        # consistency: strictest (highest) first
+    pa = a[None, :] <= ca[:, None]                            # (na, n)
+    pc = c[None, :] >= cc[:, None]                            # (nc, n)
+    gi = g.astype(np.int64)
+    both_good = (pc[:, None, :] & pa[None, :, :]) @ gi        # (nc, na) acceptable passed
+    both_all = (pc[:, None, :] & pa[None, :, :]).sum(axis=2)
+    tpr = both_good / g.sum()
+    tnr = 1.0 - (both_all - both_good) / (~g).sum()
+    bal = (tpr + tnr) / 2.0
+    i, j = np.unravel_index(int(np.argmax(bal)), bal.shape)   # first maximum: highest b, then highest a
+    return {"niqe": float(ca[j]), "consistency": float(cc[i]), "balanced_accuracy": float(bal[i, j]),
+            "tpr": float(tpr[i, j]), "tnr": float(tnr[i, j])}
+
+
+def make_restorer(name: str, config: dict | None = None):
+    """``receiver_server.restorers.get_restorer(name)``. Workaround while ``infercom-restorer-stage1`` is not
+    in the restorer registry: it is built as ``infercom-restorer`` with ``stage=1`` (the same class)."""
+    from receiver_server.restorers import REGISTRY, get_restorer
+
+    if name == "infercom-restorer-stage1" and name not in REGISTRY:
+        return get_restorer("infercom-restorer", config=dict(config or {}, stage=1))
+    return get_restorer(name, config=config)
+
+
 def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: int, progress: bool = True,
                 restorer_name: str = "bicubic", restorer_config: dict | None = None) -> list:
     """One record per (image, SNR): PSNR of the error-free link, of one attempt and of 2 and 4 Chase-combined
@@ -74,11 +129,10 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     from infercom import channel, chase, link, metrics
     from infercom.imageio import load_image
     from receiver_server.qoe import get_qoe
-    from receiver_server.restorers import get_restorer
 
     rng = np.random.default_rng(seed)
     cfg = link.LinkConfig(bh=bh, bw=bw)
-    restorer = get_restorer(restorer_name, config=restorer_config)
+    restorer = make_restorer(restorer_name, restorer_config)
     qoe = {m: get_qoe(m) for m in METRICS}
     records = []
     t0 = time.time()
@@ -94,8 +148,10 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
         for snr in snrs:
             nv = np.float32(10.0 ** (-snr / 10.0))
             y = channel.awgn(x, snr, rng)
-            obs = link.decode_image(y, nv, lay, cfg)
-            m = dict(meta, snr_db=snr, attempts=1)
+            llr = link.soft_to_llr(y, nv, lay, cfg)
+            obs = link.llr_to_lowres(llr, lay, cfg)
+            m = dict(meta, snr_db=snr, attempts=1, missing=np.zeros((lay.low_h, lay.low_w), bool),
+                     obs_var=link.llr_to_lowres_var(llr, lay, cfg))      # as the server's meta
             out = restorer.restore(obs, m)
             rec = {"image": path.name, "snr_db": snr, "psnr_clean": psnr_clean, "psnr": metrics.psnr(out, img)}
             # what Chase retransmissions (MRC with independent attempts: +3 dB, +6 dB) would give
@@ -136,12 +192,21 @@ def calibrate(records: list, label: str = "chase-gain", max_db: float = 1.0) -> 
     from receiver_server.qoe.thresholds import DIRECTION
 
     good = labels(records, label, max_db)
-    out = {"thresholds": {}, "separation": {}}
+    out = {"thresholds": {}, "separation": {}, "single_metric_cuts": {}}
     for name in METRICS:
         vals = np.array([r[name] for r in records])
         res = best_threshold(vals, good, DIRECTION[name])
-        out["thresholds"][name] = round(res["threshold"], 4)
-        out["separation"][name] = {k: round(v, 4) for k, v in res.items() if k != "threshold"}
+        out["single_metric_cuts"][name] = {k: round(v, 4) for k, v in res.items()}
+    joint = best_joint_thresholds(np.array([r["niqe"] for r in records]),
+                                  np.array([r["consistency"] for r in records]), good)
+    out["thresholds"] = {"niqe": round(joint["niqe"], 4), "consistency": round(joint["consistency"], 4)}
+    vals = {n: np.array([r[n] for r in records]) for n in METRICS}
+    for name in METRICS:       # how each metric alone does at the chosen cut
+        p = vals[name] >= joint[name] if DIRECTION[name] else vals[name] <= joint[name]
+        tpr, tnr = float(np.mean(p[good])), float(np.mean(~p[~good]))
+        out["separation"][name] = {"balanced_accuracy": round((tpr + tnr) / 2, 4), "tpr": round(tpr, 4),
+                                   "tnr": round(tnr, 4)}
+    out["separation"]["joint"] = {k: round(joint[k], 4) for k in ("balanced_accuracy", "tpr", "tnr")}
     snrs = sorted({r["snr_db"] for r in records})
     out["per_snr_median"] = {
         str(s): {k: round(float(np.median([r[k] for r in records if r["snr_db"] == s])), 4)
@@ -173,9 +238,54 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def restorer_entry(args, restorer: str, paths: list, snrs: list, records: list, result: dict, cmd: str,
+                   runtime_s: float) -> dict:
+    """One restorer's calibration entry (what ``thresholds.json`` stores under ``restorers[NAME]``)."""
+    from receiver_server.qoe.consistency import DEFAULT_TAU, DEFAULT_Z_MAX
+
+    label_rule = (f"acceptable = one Chase retransmission gains <= {args.max_db} dB PSNR and three <= "
+                  f"{2 * args.max_db} dB" if args.label == "chase-gain"
+                  else f"acceptable = PSNR drop vs the error-free link <= {args.max_db} dB")
+    return {
+        "thresholds": result["thresholds"],
+        "command": cmd,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": (f"{restorer} restorer on bsds500 through infercom.link + infercom.channel.awgn (symbol level, "
+                   f"MMSE pixels + posterior variance); {label_rule}; thresholds = the (niqe, consistency) pair "
+                   "with the best balanced accuracy of the server's AND rule"),
+        "label": args.label, "label_rule": label_rule, "max_db": args.max_db, "restorer": restorer,
+        "consistency_config": {"tau": DEFAULT_TAU, "z_max": DEFAULT_Z_MAX, "version": 2},
+        "link": {"bh": args.bh, "bw": args.bw, "planes": 8, "profile": "importance", "design_snr_db": -4},
+        "dataset": {"folder": str(args.images.name if args.images.parent.name != "bsds500"
+                                  else f"bsds500/{args.images.name}"),
+                    "n_images": len(paths), "images": "the first n_images by name"},
+        "snrs_db": snrs, "seed": args.seed,
+        "separation": result["separation"], "single_metric_cuts": result["single_metric_cuts"],
+        "counts": result["counts"], "per_snr_median": result["per_snr_median"],
+        "runtime_s": round(runtime_s, 1), "machine": platform.platform(),
+    }
+
+
+def merge_calibration(old: dict, entries: dict, default_restorer: str = "bicubic") -> dict:
+    """The calibration document with ``entries`` (restorer -> entry) added to / replacing those in ``old``.
+    Top level: the default restorer's entry (thresholds, command, dataset, ...), for readers of one entry."""
+    restorers = dict(old.get("restorers") or {})
+    restorers.update(entries)
+    default = default_restorer if default_restorer in restorers else sorted(restorers)[0]
+    top = restorers[default]
+    doc = {"thresholds": dict(top["thresholds"]), "default_restorer": default,
+           "paper_defaults": {"clip_iqa": 0.8, "clip_sim": 0.9},
+           "note": ("per-restorer thresholds under 'restorers'; receiver_server.qoe.thresholds.threshold(..., "
+                    "restorer=NAME) picks NAME's entry and falls back to the default restorer's (top level)")}
+    doc.update({k: v for k, v in top.items() if k not in ("thresholds",)})
+    doc["restorers"] = restorers
+    return doc
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from infercom.imageio import list_images
+    from receiver_server.qoe.thresholds import load_calibration
 
     if "kodak" in str(args.images).lower():
         raise SystemExit("calibrate: kodak24 is the evaluation set; calibrate on bsds500")
@@ -187,34 +297,26 @@ def main(argv=None) -> int:
         snrs = [float(s) for s in args.snrs.split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"calibrate: bad --snrs {args.snrs!r}") from None
+    restorers = [r.strip() for r in args.restorer.split(",") if r.strip()]
+    if not restorers:
+        raise SystemExit("calibrate: --restorer needs at least one name")
     paths = sorted(list_images(args.images))[:args.n_images]
-    t0 = time.time()
-    records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=args.restorer)
-    result = calibrate(records, args.label, args.max_db)
-    cmd = "python -m receiver_server.qoe.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
-    doc = {
-        "thresholds": result["thresholds"],
-        "paper_defaults": {"clip_iqa": 0.8, "clip_sim": 0.9},
-        "command": cmd.strip(),
-        "method": (f"{args.restorer} restorer on bsds500 through infercom.link + infercom.channel.awgn (symbol level, "
-                   "MMSE pixels); acceptable = "
-                   + (f"one Chase retransmission gains <= {args.max_db} dB PSNR and three <= {2 * args.max_db} dB"
-                      if args.label == "chase-gain"
-                      else f"PSNR drop vs the error-free link <= {args.max_db} dB")
-                   + "; threshold = maximum balanced accuracy cut"),
-        "label": args.label, "max_db": args.max_db, "restorer": args.restorer,
-        "link": {"bh": args.bh, "bw": args.bw, "planes": 8, "profile": "importance", "design_snr_db": -4},
-        "dataset": {"folder": str(args.images.name if args.images.parent.name != "bsds500"
-                                  else f"bsds500/{args.images.name}"), "n_images": len(paths)},
-        "snrs_db": snrs, "seed": args.seed,
-        "separation": result["separation"], "counts": result["counts"], "per_snr_median": result["per_snr_median"],
-        "runtime_s": round(time.time() - t0, 1), "machine": platform.platform(),
-    }
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    cmd = ("python -m receiver_server.qoe.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    entries, all_records = {}, {}
+    for name in restorers:
+        t0 = time.time()
+        records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=name)
+        result = calibrate(records, args.label, args.max_db)
+        entries[name] = restorer_entry(args, name, paths, snrs, records, result, cmd, time.time() - t0)
+        all_records[name] = records
+        print(json.dumps({"restorer": name, "thresholds": result["thresholds"], "separation": result["separation"],
+                          "counts": result["counts"]}, indent=2), flush=True)
+    old = load_calibration(args.out) if args.out.is_file() else {}
+    if old and "restorers" not in old and "thresholds" in old:      # a v1 file: one (bicubic) entry, replaced
+        old = {}
+    args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
     if args.records:
-        args.records.write_text(json.dumps(records, indent=1) + "\n")
-    print(json.dumps({"thresholds": doc["thresholds"], "separation": doc["separation"],
-                      "counts": doc["counts"]}, indent=2))
+        args.records.write_text(json.dumps(all_records, indent=1) + "\n")
     return 0
 
 

@@ -6,6 +6,11 @@
   receiver_server.qoe.calibrate`` and stored, with the command that produced them, in
   ``receiver_server/qoe/thresholds.json`` (method: docs/qoe.md). Before a calibration file exists, or when it
   lacks a metric, ``load_thresholds`` raises for that metric rather than inventing a value.
+* The offline thresholds depend on the restorer whose outputs are scored (a generative restorer is sharper
+  and removes bit errors), so the file holds one entry per calibrated restorer under ``"restorers"``; the
+  top-level ``"thresholds"`` are the default restorer's (``"default_restorer"``, bicubic). ``threshold(...,
+  restorer=NAME)`` picks NAME's own entry and falls back to the default entry for a restorer without one
+  (``Threshold.restorer`` says which entry was used, so the caller can log the fallback).
 
 A threshold says which side passes: ``higher_is_better`` metrics pass when ``value >= threshold``, the others
 (NIQE) when ``value <= threshold``.
@@ -31,7 +36,8 @@ class Threshold:
     metric: str
     value: float
     higher_is_better: bool
-    source: str            # "paper" or "calibrated (<file>)" or "config"
+    source: str            # "paper" or "calibrated (<file>, <restorer>)" or "config"
+    restorer: str | None = None   # the calibration entry used (None: not from the calibration file)
 
     def passes(self, score: float) -> bool:
         """True when ``score`` is on the acceptable side (NaN never passes)."""
@@ -52,9 +58,11 @@ def load_calibration(path: str | Path | None = None) -> dict:
     return doc
 
 
-def threshold(metric: str, overrides: dict | None = None, calibration: str | Path | None = None) -> Threshold:
+def threshold(metric: str, overrides: dict | None = None, calibration: str | Path | None = None,
+              restorer: str | None = None) -> Threshold:
     """The ACK threshold of ``metric``: ``overrides`` (e.g. from the server config) first, then the papers'
-    defaults for CLIP metrics, then the calibration file. ValueError when none applies."""
+    defaults for CLIP metrics, then the calibration file: ``restorer``'s own entry when it has one, else the
+    default restorer's (top-level ``thresholds``). ValueError when none applies."""
     if metric not in DIRECTION:
         raise ValueError(f"no threshold rule for metric {metric!r}; known: {', '.join(sorted(DIRECTION))}")
     hib = DIRECTION[metric]
@@ -66,14 +74,24 @@ def threshold(metric: str, overrides: dict | None = None, calibration: str | Pat
     if metric in PAPER_DEFAULTS:
         return Threshold(metric, PAPER_DEFAULTS[metric], hib, "paper")
     doc = load_calibration(calibration)
+    p = Path(calibration) if calibration is not None else CALIBRATION_FILE
+    entries = doc.get("restorers") or {}
+    if not isinstance(entries, dict):
+        raise ValueError(f"{p}: 'restorers' must be an object restorer -> entry")
+    own = entries.get(restorer) if restorer is not None else None
+    if isinstance(own, dict) and metric in (own.get("thresholds") or {}):
+        return Threshold(metric, float(own["thresholds"][metric]), hib, f"calibrated ({p.name}, {restorer})",
+                         restorer)
     if metric in doc.get("thresholds", {}):
-        p = Path(calibration) if calibration is not None else CALIBRATION_FILE
-        return Threshold(metric, float(doc["thresholds"][metric]), hib, f"calibrated ({p.name})")
+        default = doc.get("default_restorer", doc.get("restorer"))
+        return Threshold(metric, float(doc["thresholds"][metric]), hib,
+                         f"calibrated ({p.name}, {default or 'default'})", default)
     raise ValueError(f"no threshold for {metric!r}: run `python -m receiver_server.qoe.calibrate` or set one "
                      "in the config")
 
 
 def load_thresholds(metrics: list[str] | tuple[str, ...] = ("clip_iqa", "clip_sim", "niqe", "consistency"),
-                    overrides: dict | None = None, calibration: str | Path | None = None) -> dict[str, Threshold]:
+                    overrides: dict | None = None, calibration: str | Path | None = None,
+                    restorer: str | None = None) -> dict[str, Threshold]:
     """Thresholds of several metrics (see :func:`threshold`)."""
-    return {m: threshold(m, overrides, calibration) for m in metrics}
+    return {m: threshold(m, overrides, calibration, restorer) for m in metrics}
