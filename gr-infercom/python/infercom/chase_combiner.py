@@ -59,6 +59,9 @@ class chase_combiner(gr.basic_block):
         self.timeout_s = float(timeout_s)
         self.clock = time.monotonic
         self._frames: collections.OrderedDict[tuple, _Entry] = collections.OrderedDict()
+        # images ended by ACK/FAIL: (tx_id, image_id) -> (last attempt, time); late frames of them are dropped
+        self._finished: collections.OrderedDict[tuple, tuple[int, float]] = collections.OrderedDict()
+        self.max_finished = 4096
         self.counters = collections.Counter()
         for port in ("in", "feedback"):
             self.message_port_register_in(pmt.intern(port))
@@ -81,6 +84,15 @@ class chase_combiner(gr.basic_block):
             del self._frames[key]
             self.counters["expired"] += 1
 
+    def _is_late(self, tx_id: int, image_id: int, attempt: int, now: float) -> bool:
+        f = self._finished.get((tx_id, image_id))
+        if f is None:
+            return False
+        if now - f[1] > self.timeout_s:
+            del self._finished[(tx_id, image_id)]
+            return False
+        return attempt <= f[0]
+
     def _flush_image(self, tx_id: int, image_id: int) -> int:
         keys = [k for k in self._frames if k[0] == tx_id and k[1] == image_id]
         for k in keys:
@@ -100,6 +112,9 @@ class chase_combiner(gr.basic_block):
             nv = meta.get("noise_var")
             if nv is None:
                 raise ValueError("PDU metadata lacks noise_var")
+            if self._is_late(key[0], key[1], attempt, now):
+                self.counters["late"] += 1   # a frame of an image the server already decided on
+                return
             e = self._frames.get(key)
             if e is not None and (e.config != config or e.comb.n != y.size):
                 # a re-encoded (refine) version of the image, or a different frame length: start afresh
@@ -142,4 +157,10 @@ class chase_combiner(gr.basic_block):
             return
         if fb.decision in ("ACK", "FAIL") or fb.mode == "refine":
             self._flush_image(fb.tx_id, fb.image_id)
+        if fb.decision in ("ACK", "FAIL"):
+            key = (fb.tx_id, fb.image_id)
+            self._finished[key] = (fb.attempt, self.clock())
+            self._finished.move_to_end(key)
+            while len(self._finished) > self.max_finished:
+                self._finished.popitem(last=False)
         self._expire(self.clock())

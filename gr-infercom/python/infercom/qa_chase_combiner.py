@@ -65,6 +65,8 @@ def test_memory_bounded_without_acks_and_flush_on_ack():
     assert comb.held_bytes() == 10 * 256 * 12
     comb._on_feedback(feedback_to_pmt(Feedback(tx_id=3, image_id=4, attempt=0, decision="ACK")))
     assert comb.held_frames() == 2  # the 8 frames of image 4 went; 2 of image 3 remain
+    comb._on_pdu(_pdu(rng, x, 0, frame_idx=7, image_id=4))   # a late frame of the ACKed attempt: dropped
+    assert comb.held_frames() == 2 and comb.counters["late"] == 1
     comb._on_feedback(feedback_to_pmt(Feedback(tx_id=3, image_id=3, attempt=0, decision="NACK", mode="chase",
                                                next_attempt=1)))
     assert comb.held_frames() == 2  # a chase NACK keeps the state for the next attempt

@@ -37,17 +37,18 @@ def test_blind_attempts_match_library_frames():
     ctl = tx_controller(imgs, 7, 3, 3, 8, "importance", -4, 0, 10, False, 2, 4, 5.0, 1, 0, 100, 0)
     dbg = blocks.message_debug()
     tb.msg_connect(ctl, "frames", dbg, "store")
-    tb.start()
-    assert _wait(ctl.finished.is_set)
-    tb.stop()
-    tb.wait()
-    got = _collect(dbg)
     cfg = LinkConfig(3, 3, 8, "importance", -4, 0)
     fmt = FrameFormat(frame_len_log2=10)
     expected = []
     for k, img in enumerate(imgs):
         for a in range(2):
             expected += image_frames(img, cfg, 7, 100 + k, attempt=a, fmt=fmt)
+    tb.start()
+    assert _wait(ctl.finished.is_set)
+    assert _wait(lambda: dbg.num_messages() >= len(expected))   # the debug block's queue drains
+    tb.stop()
+    tb.wait()
+    got = _collect(dbg)
     assert len(got) == len(expected) > 2
     for (meta, sym), (h, ref) in zip(got, expected):
         assert meta_to_header(meta) == h

@@ -156,7 +156,7 @@ class LoopbackFlowgraph(gr.top_block):
         handled = sum(d[k] for k in ("frames", "header_fail", "truncated", "overlap_skipped", "bad_pdus"))
         c = self.chase.counters
         with self.sink.lock:
-            n_frames, n_comb = len(self.sink.frames), c["combined"] + c["bad_pdus"] + c["duplicates"]
+            n_frames, n_comb = len(self.sink.frames), c["combined"] + c["bad_pdus"] + c["duplicates"] + c["late"]
         return handled >= self.sync.counters["bursts"] and n_frames >= d["frames"] and n_comb >= d["frames"]
 
     def run_until_done(self, wall_timeout: float = 600.0) -> bool:
