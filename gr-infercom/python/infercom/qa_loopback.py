@@ -152,11 +152,12 @@ def test_closed_loop_with_a_server_nack_then_ack(images):
     fg = rep.pop("flowgraph")
     assert rep["summary"]["drained"]
     # (a frame lost on the air would turn the server's NACK into the transmitter's timeout: allowed, rare)
+    # (on a loaded machine an ARQ timeout may add an attempt: allowed, but every image must end in ACK)
     for r in rep["images"]:
-        assert r["tx_outcome"] == "ACK" and r["retransmissions"] == 1 and r["attempts_received"] == [0, 1]
+        assert r["tx_outcome"] == "ACK" and r["retransmissions"] >= 1 and r["attempts_received"][:2] == [0, 1]
     whys = [[a["why"] for a in rec["attempts"]] for rec in fg.tx.records]
-    assert all(w in (["first", "chase"], ["first", "timeout"]) for w in whys)
-    assert ["first", "chase"] in whys              # the retransmission was the server's chase request
+    assert all(w[0] == "first" and set(w[1:]) <= {"chase", "timeout"} for w in whys), whys
+    assert ["first", "chase"] in whys, whys        # the retransmission was the server's chase request
     for rec in fg.tx.records:
         assert rec["attempts"][-1]["decision"] == "ACK"
     assert rep["summary"]["server_link"]["sent"] == rep["summary"]["frames_received"]

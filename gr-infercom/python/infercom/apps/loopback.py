@@ -63,6 +63,7 @@ class _collector(gr.basic_block):
         self.lock = threading.Lock()
         self.frames = []          # (meta without arrays) of every demodulated frame, per attempt
         self.combined = {}        # (tx_id, image_id, frame_idx) -> (meta, y, nv) latest Chase combination
+        self.n_combined = 0       # combined PDUs received
         self.status = []
         self.fading = []
         for port, fn in (("frames", self._on_frame), ("combined", self._on_combined), ("status", self._on_status),
@@ -85,6 +86,7 @@ class _collector(gr.basic_block):
         key = (int(meta["tx_id"]), int(meta["image_id"]), int(meta["frame_idx"]))
         with self.lock:
             self.combined[key] = (meta, y, meta["noise_var"])
+            self.n_combined += 1
 
     def _on_status(self, msg):
         with self.lock:
@@ -157,7 +159,9 @@ class LoopbackFlowgraph(gr.top_block):
         c = self.chase.counters
         with self.sink.lock:
             n_frames, n_comb = len(self.sink.frames), c["combined"] + c["bad_pdus"] + c["duplicates"] + c["late"]
-        return handled >= self.sync.counters["bursts"] and n_frames >= d["frames"] and n_comb >= d["frames"]
+            n_comb_sink = self.sink.n_combined
+        return (handled >= self.sync.counters["bursts"] and n_frames >= d["frames"] and n_comb >= d["frames"]
+                and n_comb_sink >= c["combined"])
 
     def run_until_done(self, wall_timeout: float = 600.0) -> bool:
         """Start, wait until the transmitter finished and the receiver drained its last burst, stop."""
