@@ -257,21 +257,31 @@ def evaluate(args) -> dict:
                     examples.append((f"rate 1/{bh * bw}, {s:g} dB", ex))
                 if bar is not None:
                     bar.update(1)
+        if ii == args.grid_image:
+            write_grid(examples, names, out / "grid.png")
+        if ii < len(files) - 1:        # partial results after every image: an interrupted run still reports
+            _report(args, rows, names, rates, snrs, ii + 1, niqe is not None, out, partial=True)
     if bar is not None:
         bar.close()
+    report, table = _report(args, rows, names, rates, snrs, len(files), niqe is not None, out, partial=False)
+    print(table)
+    targets = report["targets"]
+    print(json.dumps(targets, indent=1))
+    return report
+
+
+def _report(args, rows, names, rates, snrs, n_images, has_niqe, out: Path, partial: bool):
     means = summarise(rows, names, rates, snrs)
     targets = check_targets(means)
     table = write_tables(means, names, out)
-    write_grid(examples, names, out / "grid.png")
-    report = {"images": str(args.images), "n_images": len(files), "rates": [f"{bh}x{bw}" for bh, bw in rates],
+    report = {"images": str(args.images), "n_images": n_images, "partial": partial,
+              "rates": [f"{bh}x{bw}" for bh, bw in rates],
               "snr_db": snrs, "profile": args.profile, "design_snr_db": args.design_snr_db,
               "fading": args.fading, "attempts": args.attempts, "missing_frac": args.missing_frac,
-              "restorers": names, "threads": args.threads, "device": args.device, "niqe": niqe is not None,
+              "restorers": names, "threads": args.threads, "device": args.device, "niqe": has_niqe,
               "means": means, "targets": targets, "rows": rows}
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    print(table)
-    print(json.dumps(targets, indent=1))
-    return report
+    return report, table
 
 
 def run(args) -> int:
