@@ -291,6 +291,79 @@ def test_consistency_proxy(kodak_dir, rng):
         q.score(img[:100], obs, meta)
 
 
+def _received(img, snr_db, rng, cfg=None):
+    """(observation, meta with obs_var) of ``img`` sent once over AWGN at ``snr_db`` (the server's meta)."""
+    from infercom import channel, link
+    cfg = cfg or link.LinkConfig()
+    x, lay = link.encode_image(img, cfg)
+    nv = 10.0 ** (-snr_db / 10.0)
+    llr = link.soft_to_llr(channel.awgn(x, snr_db, rng), nv, lay, cfg)
+    obs = link.llr_to_lowres(llr, lay, cfg)
+    meta = dict(bh=cfg.bh, bw=cfg.bw, height=lay.height, width=lay.width, channels=lay.channels,
+                missing=np.zeros((lay.low_h, lay.low_w), bool), obs_var=link.llr_to_lowres_var(llr, lay, cfg))
+    return obs, meta
+
+
+def test_consistency_v2_true_image_passes_at_every_snr_where_ssim_proxy_failed(kodak_dir, rng):
+    """The original image (a perfect denoiser's output) is consistent with the posterior at every SNR; the v1
+    SSIM-vs-noisy-observation proxy (no obs_var) fails it because it rewards reproducing the bit errors."""
+    img = kodak(kodak_dir, 7)[:180, :240]
+    q = get_qoe("consistency")
+    for snr_db in (-8.0, -2.0, 4.0, 10.0, 16.0):
+        obs, meta = _received(img, snr_db, rng)
+        v2 = q.score(img, obs, meta)
+        assert v2 >= 0.98, (snr_db, v2)
+        if snr_db <= 4.0:
+            v1 = q.score(img, obs, {k: v for k, v in meta.items() if k != "obs_var"})
+            assert v1 < 0.9 and v1 < v2 - 0.1, (snr_db, v1, v2)
+
+
+def test_consistency_v2_rejects_invented_content(kodak_dir, rng):
+    """A patch of another image pasted over reliably received values (9 % of the area) costs clearly more
+    than the true image loses; the bicubic restoration (observation reproduced) passes."""
+    from receiver_server.restorers import get_restorer
+    img = kodak(kodak_dir, 7)[:180, :240]
+    other = kodak(kodak_dir, 20)
+    q = get_qoe("consistency")
+    for snr_db in (4.0, 12.0):
+        obs, meta = _received(img, snr_db, rng)
+        pasted = img.copy()
+        pasted[60:114, 60:132] = other[:54, :72]
+        truth, fake = q.score(img, obs, meta), q.score(pasted, obs, meta)
+        assert fake < truth - 0.03, (snr_db, truth, fake)
+        assert q.score(get_restorer("bicubic").restore(obs, meta), obs, meta) >= 0.98
+
+
+def test_consistency_v2_tolerance_and_missing():
+    """z = (means - mu) / sqrt(obs_var + tau^2): with obs_var 0 an offset d passes iff d <= z_max * tau; the
+    posterior variance widens the band; missing pixels are excluded and scale the score."""
+    img = np.full((30, 36, 3), 100, np.uint8)
+    obs = np.full((10, 12, 3), 100.0, np.float32)
+    zero = dict(bh=3, bw=3, height=30, width=36, channels=3, obs_var=np.zeros((10, 12, 3), np.float32))
+    q = get_qoe("consistency", config={"tau": 2.0, "z_max": 3.0})
+    assert q.score(img, obs, zero) == 1.0
+    assert q.score(img + np.uint8(6), obs, zero) == 1.0                       # 6 <= 3 * 2
+    assert q.score(img + np.uint8(7), obs, zero) == 0.0
+    assert q.score(img + np.uint8(7), obs, dict(zero, obs_var=np.full((10, 12, 3), 4.0, np.float32))) == 1.0
+    assert get_qoe("consistency", config={"tau": 3.0}).score(img + np.uint8(7), obs, zero) == 1.0
+    half = img.copy()
+    half[:, :18] += 50                                                       # the left half of the blocks off
+    assert q.score(half, obs, zero) == pytest.approx(0.5)
+    # missing: the left half had no symbols -> excluded, the score scaled by the received fraction 1/2
+    miss = np.zeros((10, 12), bool)
+    miss[:, :6] = True
+    assert q.score(half, obs, dict(zero, missing=miss)) == pytest.approx(0.5)
+    assert q.score(img, obs, dict(zero, missing=miss)) == pytest.approx(0.5)
+    assert q.score(img, obs, dict(zero, missing=np.ones((10, 12), bool))) == 0.0
+    with pytest.raises(ValueError, match="obs_var"):
+        q.score(img, obs, dict(zero, obs_var=np.zeros((10, 11, 3), np.float32)))
+    with pytest.raises(ValueError, match="obs_var"):
+        q.score(img, obs, dict(zero, obs_var=np.full((10, 12, 3), -1.0, np.float32)))
+    for bad in ({"tau": -1.0}, {"z_max": 0}, {"z_max": float("nan")}, {"zmax": 3}):
+        with pytest.raises(ValueError, match="consistency"):
+            get_qoe("consistency", config=bad)
+
+
 def test_full_reference_metrics(kodak_dir, rng):
     img = kodak(kodak_dir, 2)[:128, :128]
     noisy = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
@@ -332,10 +405,60 @@ def test_shipped_calibration_is_complete():
     from receiver_server.qoe.thresholds import CALIBRATION_FILE
 
     doc = json.loads(CALIBRATION_FILE.read_text())
-    assert set(doc["thresholds"]) == {"niqe", "consistency"}
-    assert "receiver_server.qoe.calibrate" in doc["command"] and "kodak" not in json.dumps(doc["dataset"])
-    for name in ("niqe", "consistency"):
-        assert doc["separation"][name]["balanced_accuracy"] > 0.5       # better than chance
+    assert set(doc["thresholds"]) == {"niqe", "consistency"} and doc["default_restorer"] == "bicubic"
+    assert doc["thresholds"] == doc["restorers"]["bicubic"]["thresholds"]
+    for name, e in doc["restorers"].items():
+        assert e["restorer"] == name and set(e["thresholds"]) == {"niqe", "consistency"}
+        assert "receiver_server.qoe.calibrate" in e["command"] and e["dataset"]["folder"].startswith("bsds500")
+        assert "kodak" not in json.dumps(e["dataset"]) and e["date_utc"] and e["label_rule"]
+        assert e["consistency_config"]["version"] == 2
+        assert e["separation"]["joint"]["balanced_accuracy"] > 0.5       # better than chance
+
+
+def test_thresholds_per_restorer_with_fallback(tmp_path):
+    from receiver_server.server import resolve_thresholds
+
+    cal = tmp_path / "t.json"
+    cal.write_text(json.dumps({"thresholds": {"niqe": 9.0, "consistency": 0.95}, "default_restorer": "bicubic",
+                               "restorers": {"bicubic": {"thresholds": {"niqe": 9.0, "consistency": 0.95}},
+                                             "gen": {"thresholds": {"niqe": 5.0, "consistency": 0.9}}}}))
+    t = threshold("niqe", calibration=cal, restorer="gen")
+    assert (t.value, t.restorer) == (5.0, "gen") and "gen" in t.source
+    t = threshold("consistency", calibration=cal, restorer="other")
+    assert (t.value, t.restorer) == (0.95, "bicubic")                         # fallback: the default entry
+    assert threshold("niqe", calibration=cal).value == 9.0
+    assert threshold("niqe", overrides={"niqe": 4.0}, calibration=cal, restorer="gen").value == 4.0
+    # the shipped file: every calibrated restorer gets its own entry, others the bicubic one (and it is said)
+    from receiver_server.qoe.thresholds import CALIBRATION_FILE
+    doc = json.loads(CALIBRATION_FILE.read_text())
+    metrics_ = {"niqe": object(), "consistency": object()}
+    for name, e in doc["restorers"].items():
+        fb: list = []
+        assert resolve_thresholds(metrics_, {}, name, fb) == e["thresholds"] and fb == []
+    fb = []
+    assert resolve_thresholds(metrics_, {"niqe": 3.0}, "no-such-restorer", fb) == \
+        {"niqe": 3.0, "consistency": doc["thresholds"]["consistency"]}
+    assert fb == [("consistency", "bicubic")]
+
+
+def test_best_joint_thresholds_and_rule():
+    """The AND rule's best pair: NIQE separates the classes; consistency rejects the unfaithful samples that
+    NIQE alone passes, and an uninformative consistency ends just below the lowest value the rule accepts."""
+    from receiver_server.qoe.calibrate import best_joint_thresholds
+    rng = np.random.default_rng(3)
+    n = 200
+    good0 = rng.random(n) < 0.5
+    niqe = np.where(good0, rng.uniform(3, 6, n), rng.uniform(7, 10, n))
+    cons = np.where(rng.random(n) < 0.2, rng.uniform(0.6, 0.8, n), rng.uniform(0.97, 1.0, n))
+    good = good0 & (cons > 0.9)                                  # unfaithful restorations are unacceptable
+    r = best_joint_thresholds(niqe, cons, good)
+    assert 6 < r["niqe"] < 7 and 0.8 < r["consistency"] <= cons[good].min() and r["balanced_accuracy"] == 1.0
+    r = best_joint_thresholds(niqe, cons, good0)                 # consistency unrelated to the label
+    assert 6 < r["niqe"] < 7 and r["balanced_accuracy"] == 1.0
+    assert r["consistency"] == pytest.approx((np.sort(cons[good0])[0] + np.sort(cons)[np.searchsorted(
+        np.sort(cons), np.sort(cons[good0])[0]) - 1]) / 2)          # midpoint below the lowest accepted value
+    with pytest.raises(ValueError, match="both"):
+        best_joint_thresholds(niqe, cons, np.ones(n, bool))
 
 
 def test_best_threshold_separates_classes():
@@ -347,3 +470,28 @@ def test_best_threshold_separates_classes():
     assert r["threshold"] == pytest.approx(-7.0) and r["balanced_accuracy"] == 1.0
     with pytest.raises(ValueError, match="both"):
         best_threshold(v, np.ones(7, bool), True)
+
+
+def test_merge_calibration_keeps_other_restorers():
+    from receiver_server.qoe.calibrate import merge_calibration
+    a = {"thresholds": {"niqe": 9.0, "consistency": 0.99}, "command": "a", "dataset": {"folder": "bsds500/test"}}
+    b = {"thresholds": {"niqe": 6.0, "consistency": 0.95}, "command": "b", "dataset": {"folder": "bsds500/test"}}
+    doc = merge_calibration({}, {"gen": b})
+    assert doc["default_restorer"] == "gen" and doc["thresholds"] == b["thresholds"]
+    doc = merge_calibration(doc, {"bicubic": a})
+    assert set(doc["restorers"]) == {"gen", "bicubic"} and doc["default_restorer"] == "bicubic"
+    assert doc["thresholds"] == a["thresholds"] and doc["command"] == "a"
+    doc = merge_calibration(doc, {"gen": dict(b, thresholds={"niqe": 5.0, "consistency": 0.9})})
+    assert doc["restorers"]["gen"]["thresholds"]["niqe"] == 5.0 and doc["thresholds"] == a["thresholds"]
+
+
+def test_calibration_labels():
+    from receiver_server.qoe.calibrate import labels
+    rec = [dict(psnr=20.0, psnr_chase2=20.5, psnr_chase4=21.0, psnr_clean=30.0),    # stuck near the prior
+           dict(psnr=26.0, psnr_chase2=26.5, psnr_chase4=27.0, psnr_clean=30.0),    # good
+           dict(psnr=20.0, psnr_chase2=22.0, psnr_chase4=24.0, psnr_clean=25.0)]    # a retransmission pays
+    assert labels(rec, "chase-gain", 1.0).tolist() == [True, True, False]
+    assert labels(rec, "chase-gain+drop", 1.0, 6.0).tolist() == [False, True, False]
+    assert labels(rec, "drop", 5.0).tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="label"):
+        labels(rec, "psnr", 1.0)

@@ -8,7 +8,7 @@ Implementations are imported lazily (``"module:Class"``), so importing this pack
 | ``niqe`` | NIQE naturalness (Mittal et al. 2013), pristine model from basicsr | lower, [0, inf) | numpy, scipy |
 | ``clip_iqa`` | CLIP-IQA, antonym prompts "Good photo." / "Bad photo." | higher, [0, 1] | CLIP weights |
 | ``clip_sim`` | cosine similarity of CLIP image embeddings (vs observation or reference) | higher, [-1, 1] | CLIP |
-| ``consistency`` | offline proxy: SSIM(block means of restored, observation) | higher, [-1, 1] | numpy |
+| ``consistency`` | offline proxy: block means of restored within the posterior of the observation | higher, [0, 1] | numpy |
 | ``psnr`` | full reference (evaluation only): PSNR vs ``meta["reference"]``, dB | higher, [0, inf] | numpy |
 | ``ssim`` | full reference (evaluation only): SSIM vs ``meta["reference"]`` | higher, [-1, 1] | numpy |
 
