@@ -105,6 +105,16 @@ def resolve_thresholds(metrics: dict[str, Any], configured: dict[str, float], re
     return out
 
 
+def calibration_name(restorer: Any, configured: str | None = None) -> str | None:
+    """The name the restorer's calibrated QoE thresholds are stored under: its ``name`` attribute (else the
+    configured name). Workaround while ``infercom-restorer-stage1`` is not in the restorer registry:
+    ``infercom-restorer`` configured with ``stage: 1`` is the stage-1 restorer and uses that entry."""
+    name = getattr(restorer, "name", None) or configured
+    if name == "infercom-restorer" and int((getattr(restorer, "config", None) or {}).get("stage", 2)) == 1:
+        return "infercom-restorer-stage1"
+    return name
+
+
 class _RateLimiter:
     def __init__(self, per_s: float):
         self.per_s = per_s
@@ -143,7 +153,7 @@ class InferenceServer:
                 names = ()
             metrics = {n: get_qoe(n, cfg.device, dict(cfg.qoe_config.get(n, {})) or None) for n in names}
         self.metrics = dict(metrics)
-        restorer_name = getattr(restorer, "name", None) or cfg.restorer
+        restorer_name = calibration_name(restorer, cfg.restorer)
         fallbacks: list = []
         self.thresholds = resolve_thresholds(self.metrics, dict(cfg.policy.thresholds), restorer_name, fallbacks)
         self.higher_is_better = {n: bool(m.higher_is_better) for n, m in self.metrics.items()}

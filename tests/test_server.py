@@ -337,3 +337,14 @@ def test_meta_carries_posterior_variance_and_thresholds_follow_the_restorer(tmp_
     logged = [json.loads(line) for line in (tmp_path / "f.log").read_text().splitlines()]
     fb = [e for e in logged if e["event"] == "threshold_fallback"]
     assert fb and fb[0]["restorer"] == "meta_recorder" and fb[0]["metrics"] == {"consistency": "bicubic"}
+
+
+def test_calibration_name_of_the_restorer():
+    from types import SimpleNamespace
+
+    from receiver_server.server import calibration_name
+    assert calibration_name(SimpleNamespace(name="bicubic")) == "bicubic"
+    assert calibration_name(SimpleNamespace(name="infercom-restorer", config={"stage": 1})) == \
+        "infercom-restorer-stage1"
+    assert calibration_name(SimpleNamespace(name="infercom-restorer", config={"stage": 2})) == "infercom-restorer"
+    assert calibration_name(object(), "configured") == "configured"
