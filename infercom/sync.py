@@ -58,6 +58,11 @@ _PRE_C_I = np.ascontiguousarray(_PRE_C.imag)
 S_CONST = NP  # symbols of the preamble window (numba global)
 S_SEG = S
 _INTERP_HALF = 4  # windowed-sinc symbol interpolator: 8 taps (EVM floor -37.7 dB is the RRC truncation, not this)
+#: Largest Es/N0 (dB) the receiver reports: its own distortion floor (RRC truncation, interpolator, estimation)
+#: is ~-38 dB, so a noise variance below |h|^2 * 10^(-SNR_MAX_DB/10) would not be a measurement of the channel;
+#: the noise variance is floored there (also keeps LLRs = 2 sqrt(2) Re(y)/noise_var finite on noiseless input).
+SNR_MAX_DB = 40.0
+_NV_MIN_REL = 10.0 ** (-SNR_MAX_DB / 10.0)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -394,7 +399,10 @@ class BurstDetector:
         self.G = L * self.sps
         self.W = NP * self.sps
         self.search = 2 * self.G  # stage-2 margin around the window
-        self.la = 2 * self.W + self.search + 2 * self.G  # look-ahead needed past a scan position
+        # look-ahead needed past a scan position: the stage-2 window (W + 2G after the crossing), its possible
+        # extension by W + G (a peak must dominate the W samples after it, see _stage2) and the W samples the
+        # metric reads past its last position
+        self.la = 3 * self.W + self.search + 2 * self.G
         self.min_chunk = int(min_chunk)
         self.sub_block = 8192  # stage-1 positions per kernel call
         self._phases = (0, self.sps // 2)  # two phases half a symbol apart: timing loss <= 1 dB
@@ -494,28 +502,48 @@ class BurstDetector:
                 out.append(cand)
                 self._scan = int(np.floor(cand.timing)) + self.W + self.G
 
-    def _stage2(self, a_abs: int, b_abs: int, m1: float) -> Candidate | None:
-        """Stage 2 over absolute positions [a_abs, b_abs)."""
-        a = max(a_abs, self._base) - self._base
-        b = b_abs - self._base
+    def _stage2_metric(self, a: int, b: int):
+        """(D real, D imag, M2) over buffer positions [a, b) (float32, float32, float64)."""
         dr = np.empty(b - a, np.float32)
         di = np.empty(b - a, np.float32)
         den = np.empty(b - a, np.float32)
         _stage2_kernel(self._zr, self._zi, self._ur, self._ui, _E, self.sps, a, b, dr, di, den)
         mag2 = dr.astype(np.float64) ** 2 + di.astype(np.float64) ** 2
-        m2 = mag2 / np.maximum(den.astype(np.float64), 1e-30)
+        return dr, di, mag2, mag2 / np.maximum(den.astype(np.float64), 1e-30)
+
+    def _stage2(self, a_abs: int, b_abs: int, m1: float) -> Candidate | None:
+        """Stage 2 over absolute positions [a_abs, b_abs), extended to the right until the peak dominates the
+        ``W + G`` positions after it.
+
+        The extension is what makes detection level-independent: ``M2`` is normalised by the *noise-only*
+        variance, so at high SNR the partial overlaps of the window with a preamble that starts up to ``W``
+        samples later (differential-cover sidelobes, |D| <= 9/63 of the peak, but ``M2`` far above ``T2``) are
+        valid crossings too.  A stage-1 trigger just before a preamble (e.g. at the end of the previous burst,
+        where the window energy comes from a few segments) would otherwise yield a sidelobe as the candidate,
+        and the scan would then skip the true preamble.  The true peak is always within ``W - G`` samples after
+        such a sidelobe and larger than it, so the argmax over [k, k + W + G] is the preamble."""
+        a = max(a_abs, self._base) - self._base
+        b = b_abs - self._base
+        b_max = self._n - self.W  # the metric reads W samples past its last position
+        dr, di, mag2, m2 = self._stage2_metric(a, b)
         k = int(np.argmax(m2))
         if m2[k] < self.t2:
             return None
+        while a + k + self.W + self.G > b and b < b_max:
+            b_new = min(a + k + self.W + self.G, b_max)
+            er, ei, emag2, em2 = self._stage2_metric(b, b_new)
+            dr, di = np.concatenate([dr, er]), np.concatenate([di, ei])
+            mag2, m2 = np.concatenate([mag2, emag2]), np.concatenate([m2, em2])
+            b = b_new
+            k = int(np.argmax(m2))
         # fractional timing: parabola through |D| at k-1, k, k+1
-        mag = np.sqrt(mag2)
         frac = 0.0
-        if 0 < k < mag.size - 1:
-            y0, y1, y2 = mag[k - 1], mag[k], mag[k + 1]
+        if 0 < k < mag2.size - 1:
+            y0, y1, y2 = np.sqrt(mag2[k - 1: k + 2])
             den = y0 - 2 * y1 + y2
             if den < 0:
-                frac = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
-        cfo = float(np.angle(dr[k] + 1j * di[k]) / (2 * np.pi * self.G))
+                frac = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5)
+        cfo = float(np.arctan2(di[k], dr[k]) / (2 * np.pi * self.G))
         return Candidate(timing=self._base + a + k + frac, cfo=cfo, m1=m1, m2=float(m2[k]))
 
 
@@ -777,16 +805,30 @@ def _pre_energy_kernel(zr, zi, n0, w, sps, pc_r, pc_i, seg):
     return tot
 
 
-def _seg_energy(zr, zi, timing, sps):
-    """Non-coherent preamble energy sum_s |c_s|^2 at a trial timing (CFO-insensitive fine timing metric)."""
+def _pre_template(f_sym: float) -> tuple[np.ndarray, np.ndarray]:
+    """conj(preamble) de-rotated by ``f_sym`` cycles/symbol: (real, imag) float32, for :func:`_seg_energy`."""
+    if f_sym == 0.0:
+        return _PRE_C_R, _PRE_C_I
+    t = _PRE_C * np.exp(-2j * np.pi * f_sym * np.arange(NP))
+    return np.ascontiguousarray(t.real, np.float32), np.ascontiguousarray(t.imag, np.float32)
+
+
+def _seg_energy(zr, zi, timing, sps, template=None):
+    """Non-coherent preamble energy sum_s |c_s|^2 at a trial timing (fine timing metric), ``c_s`` the segment
+    correlations with ``template`` (default: conj(preamble); pass :func:`_pre_template` of the CFO estimate).
+
+    The CFO must be removed: the Frank segments are polyphase chirps, whose correlation peak moves with the
+    frequency offset (delay-Doppler coupling, ~9.3 samples per cycle/symbol at sps 2: 0.075 samples, i.e. a
+    -25 dB EVM floor, at 0.8 % CFO)."""
     n0 = int(np.floor(timing))
     if n0 - (_INTERP_HALF - 1) < 0 or n0 + (NP - 1) * sps + _INTERP_HALF + 1 > zr.size:
         raise ValueError("sample window too short for the preamble")
-    return float(_pre_energy_kernel(zr, zi, n0, _interp_taps(timing - n0), sps, _PRE_C_R, _PRE_C_I, L))
+    tr, ti = (_PRE_C_R, _PRE_C_I) if template is None else template
+    return float(_pre_energy_kernel(zr, zi, n0, _interp_taps(timing - n0), sps, tr, ti, L))
 
 
-def _seg_energy_ref(zr, zi, timing, sps):
-    y = _symbols(zr, zi, timing, 0, NP, sps, 0.0, 0.0)
+def _seg_energy_ref(zr, zi, timing, sps, f_sym=0.0):
+    y = _symbols(zr, zi, timing, 0, NP, sps, f_sym, 0.0)
     c = np.sum((y * _PRE_C).reshape(S, L), axis=1)
     return float(np.sum(np.abs(c) ** 2))
 
@@ -911,35 +953,38 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     zr = np.asarray(zr, np.float32)
     zi = np.asarray(zi, np.float32)
     if fine_timing:
-        # parabola through the non-coherent preamble energy at timing -0.35, 0, +0.35 samples
+        # parabola through the non-coherent preamble energy at timing -0.35, 0, +0.35 samples, coarse CFO removed
         d = 0.35
-        e = [_seg_energy(zr, zi, timing + o, sps) for o in (-d, 0.0, d)]
+        tpl = _pre_template(cfo * sps)
+        e = [_seg_energy(zr, zi, timing + o, sps, tpl) for o in (-d, 0.0, d)]
         den = e[0] - 2 * e[1] + e[2]
         if den < 0:
-            timing = timing + float(np.clip(0.5 * d * (e[0] - e[2]) / den, -d, d))
+            timing = timing + min(max(0.5 * d * (e[0] - e[2]) / den, -d), d)
     f_sym = cfo * sps
     n_region = fmt.header_region_symbols()
     # fine CFO over the preamble, then the whole header region with the fine CFO removed
     f_sym += _fine_cfo_preamble(_symbols(zr, zi, timing, 0, NP, sps, f_sym, 0.0))
     y = _symbols(zr, zi, timing, 0, n_region, sps, f_sym, 0.0)
     hp, nv = _gain_noise_kernel(y, _PRE)
+    hp_abs = max(abs(hp), 1e-30)
+    nv = max(nv, hp_abs * hp_abs * _NV_MIN_REL)  # SNR_MAX_DB cap
     # pilot phase tracking over the header region
     dpos, pidx, pil, xk_t = _header_layout(fmt)
     t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=2)
     yh = np.empty(HEADER_SYMBOLS, np.complex64)
-    _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(abs(hp), 1e-12)), yh)
-    nv_eq = nv / max(abs(hp) ** 2, 1e-30)
-    hdr, cw = decode_header_codeword(yh, max(nv_eq, 1e-6))
+    _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / hp_abs), yh)
+    hdr, cw = decode_header_codeword(yh, nv / (hp_abs * hp_abs))
     if hdr is None:
-        return HeaderResult(None, f_sym, 0.0, float(abs(hp)), nv, float(10 * np.log10(abs(hp) ** 2 / nv)),
-                            timing)
+        return HeaderResult(None, f_sym, 0.0, hp_abs, nv, float(10 * np.log10(hp_abs * hp_abs / nv)), timing)
     # refinement on the known sequence: preamble + header + pilots, contiguous up to the first payload symbol
     nk = xk_t.size
     x = xk_t.copy()
     x[dpos] = codeword_symbols(cw)
     slope, ph0, h_abs, nv = _refine_kernel(y, x, 64)
+    h_abs = max(float(h_abs), 1e-30)
+    nv = max(float(nv), h_abs * h_abs * _NV_MIN_REL)  # SNR_MAX_DB cap
     f_sym += slope / (2 * np.pi)
-    return HeaderResult(hdr, float(f_sym), ph0, h_abs, nv, float(10 * np.log10(h_abs**2 / max(nv, 1e-30))),
+    return HeaderResult(hdr, float(f_sym), float(ph0), h_abs, nv, float(10 * np.log10(h_abs * h_abs / nv)),
                         timing, {"nk": nk})
 
 
