@@ -22,8 +22,9 @@ and ``consistency`` with the server's meta (``obs_var`` included), and labelled 
 
 The server ACKs when *every* metric passes, so the pair of thresholds is chosen jointly: the pair of cuts
 (NIQE <= a, consistency >= b) with the best balanced accuracy (Youden's J) of that AND rule over a grid of
-sample quantiles (ties: the strictest consistency cut that costs no accuracy, then the most lenient NIQE
-cut; cuts are midpoints between neighbouring sample values). Each metric's own best single cut is recorded too. The thresholds, per-SNR medians, class counts,
+sample quantiles, consistency cuts no lower than ``--consistency-floor`` (0.9; ties: the most lenient pair, so
+the floor stays when consistency earns no accuracy -- a guard against gross invention, not a cut at the edge of
+the calibration samples). Each metric's own best single cut is recorded too. The thresholds, per-SNR medians, class counts,
 accuracies, date and exact command are written to JSON, one entry per restorer (``"restorers"``; other
 restorers' entries already in the file are kept); the top-level ``"thresholds"`` are the default restorer's
 (bicubic).
@@ -78,14 +79,16 @@ def best_threshold(values: np.ndarray, good: np.ndarray, higher_is_better: bool)
             "tnr": float(tnr[k])}
 
 
-def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, n_grid: int = 300) -> dict:
+def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, n_grid: int = 300,
+                          cons_floor: float = 0.9) -> dict:
     """The pair (NIQE <= a, consistency >= b) maximising the balanced accuracy of "pass iff both pass".
 
     Candidate cuts: midpoints between neighbouring distinct values, thinned to at most ``n_grid`` quantiles per
-    metric, plus one cut below/above all values. Ties go to the *highest* consistency cut, then the highest
-    NIQE cut: consistency is a faithfulness guard that separates the classes little when the restorer is
-    honest, so among equally good pairs the strictest consistency cut that costs no balanced accuracy is
-    kept (just below the lowest consistency the rule still accepts) rather than a non-binding one.
+    metric. NIQE also gets one cut above all values; consistency cuts are searched in ``[cons_floor, 1]``, with
+    ``cons_floor`` itself the most lenient. Ties go to the most lenient pair (lowest consistency cut, then the
+    highest NIQE cut): consistency is a faithfulness guard that separates the classes little for an honest
+    restorer, and a cut at the edge of the calibration samples would NACK honest restorations of other content
+    or link settings; when it does not earn accuracy the floor remains -- a guard against gross invention.
     Returns ``{"niqe", "consistency", "balanced_accuracy", "tpr", "tnr"}``.
     """
     a = np.asarray(niqe, dtype=np.float64)
@@ -96,25 +99,25 @@ def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, 
     if g.all() or (~g).all():
         raise ValueError("calibration needs both acceptable and unacceptable samples; widen the SNR range")
 
-    def cuts(v):
+    def mids(v):
         u = np.unique(v[np.isfinite(v)])
-        mid = (u[:-1] + u[1:]) / 2.0
-        if mid.size > n_grid:
-            mid = np.unique(np.quantile(mid, np.linspace(0, 1, n_grid)))
-        pad = 1e-3 * max(1.0, float(u[-1] - u[0]))          # just outside the samples (stays in range)
-        return np.concatenate([[u[0] - pad], mid, [u[-1] + pad]])
+        m = (u[:-1] + u[1:]) / 2.0
+        if m.size > n_grid:
+            m = np.unique(np.quantile(m, np.linspace(0, 1, n_grid)))
+        return u, m
 
-    ca = cuts(a)[::-1]                                        # NIQE: most lenient (highest) first
-    cc = cuts(c)[::-1]                                        # consistency: strictest (highest) first
+    u, m = mids(a)
+    ca = np.concatenate([m, [u[-1] + 1e-3 * max(1.0, float(u[-1] - u[0]))]])[::-1]   # most lenient first
+    _, m = mids(c)
+    cc = np.concatenate([[cons_floor], m[m > cons_floor]])                            # most lenient first
     pa = a[None, :] <= ca[:, None]                            # (na, n)
     pc = c[None, :] >= cc[:, None]                            # (nc, n)
-    gi = g.astype(np.int64)
-    both_good = (pc[:, None, :] & pa[None, :, :]) @ gi        # (nc, na) acceptable passed
-    both_all = (pc[:, None, :] & pa[None, :, :]).sum(axis=2)
+    both = pc[:, None, :] & pa[None, :, :]                    # (nc, na, n)
+    both_good = both[:, :, g].sum(axis=2)
     tpr = both_good / g.sum()
-    tnr = 1.0 - (both_all - both_good) / (~g).sum()
+    tnr = 1.0 - (both.sum(axis=2) - both_good) / (~g).sum()
     bal = (tpr + tnr) / 2.0
-    i, j = np.unravel_index(int(np.argmax(bal)), bal.shape)   # first maximum: highest b, then highest a
+    i, j = np.unravel_index(int(np.argmax(bal)), bal.shape)   # first maximum: lowest b, then highest a
     return {"niqe": float(ca[j]), "consistency": float(cc[i]), "balanced_accuracy": float(bal[i, j]),
             "tpr": float(tpr[i, j]), "tnr": float(tnr[i, j])}
 
@@ -216,7 +219,8 @@ def labels(records: list, label: str, max_db: float, max_drop_db: float = 6.0) -
     raise ValueError(f"unknown label {label!r}; choose from {', '.join(LABELS)}")
 
 
-def calibrate(records: list, label: str = "chase-gain+drop", max_db: float = 1.0, max_drop_db: float = 6.0) -> dict:
+def calibrate(records: list, label: str = "chase-gain+drop", max_db: float = 1.0, max_drop_db: float = 6.0,
+              cons_floor: float = 0.9) -> dict:
     """Thresholds and statistics from the per-sample records."""
     from receiver_server.qoe.thresholds import DIRECTION
 
@@ -227,7 +231,7 @@ def calibrate(records: list, label: str = "chase-gain+drop", max_db: float = 1.0
         res = best_threshold(vals, good, DIRECTION[name])
         out["single_metric_cuts"][name] = {k: round(v, 4) for k, v in res.items()}
     joint = best_joint_thresholds(np.array([r["niqe"] for r in records]),
-                                  np.array([r["consistency"] for r in records]), good)
+                                  np.array([r["consistency"] for r in records]), good, cons_floor=cons_floor)
     out["thresholds"] = {"niqe": round(joint["niqe"], 4), "consistency": round(joint["consistency"], 4)}
     vals = {n: np.array([r[n] for r in records]) for n in METRICS}
     for name in METRICS:       # how each metric alone does at the chosen cut
@@ -260,6 +264,8 @@ def parse_args(argv=None):
                         "error-free link is <= --max-drop-db (default); chase-gain alone; or the drop <= --max-db")
     p.add_argument("--max-drop-db", type=float, default=6.0, help="dB limit of the drop clause of chase-gain+drop")
     p.add_argument("--max-db", type=float, default=1.0, help="dB limit of the label (see --label)")
+    p.add_argument("--consistency-floor", type=float, default=0.9,
+                   help="lowest (and, when consistency earns no accuracy, the) consistency threshold")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--restorer", default="bicubic",
                    help="restorer whose outputs are scored (thresholds depend on it; default: the baseline)")
@@ -313,6 +319,7 @@ def restorer_entry(args, restorer: str, paths: list, snrs: list, records: list, 
                    f"MMSE pixels + posterior variance); {rule}; thresholds = the (niqe, consistency) pair "
                    "with the best balanced accuracy of the server's AND rule"),
         "label": args.label, "label_rule": rule, "max_db": args.max_db, "max_drop_db": args.max_drop_db,
+        "consistency_floor": args.consistency_floor,
         "restorer": restorer,
         "consistency_config": {"tau": DEFAULT_TAU, "z_max": DEFAULT_Z_MAX, "version": 2},
         "link": {"bh": args.bh, "bw": args.bw, "planes": 8, "profile": "importance", "design_snr_db": -4},
@@ -354,8 +361,9 @@ def recompute(args, cmd: str) -> int:
         if name not in (old.get("restorers") or {}):
             raise SystemExit(f"calibrate: {args.out} has no entry for {name!r} to recompute")
         e = dict(old["restorers"][name])
-        e.update(label=args.label, max_db=args.max_db, max_drop_db=args.max_drop_db, label_rule=label_rule(args))
-        result = calibrate(records, args.label, args.max_db, args.max_drop_db)
+        e.update(label=args.label, max_db=args.max_db, max_drop_db=args.max_drop_db, label_rule=label_rule(args),
+                 consistency_floor=args.consistency_floor)
+        result = calibrate(records, args.label, args.max_db, args.max_drop_db, args.consistency_floor)
         e.update({k: result[k] for k in ("thresholds", "separation", "single_metric_cuts", "counts",
                                          "per_snr_median")})
         e["recomputed"] = {"command": cmd, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -403,7 +411,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=name,
                               restorer_config=rcfg)
-        result = calibrate(records, args.label, args.max_db, args.max_drop_db)
+        result = calibrate(records, args.label, args.max_db, args.max_drop_db, args.consistency_floor)
         entries[name] = restorer_entry(args, name, paths, snrs, records, result, cmd, time.time() - t0)
         all_records[name] = records
         print(json.dumps({"restorer": name, "thresholds": result["thresholds"], "separation": result["separation"],
