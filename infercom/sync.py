@@ -31,6 +31,8 @@ bursts cut off by the end of the input are counted (``counters['truncated']``) b
 
 from __future__ import annotations
 
+import cmath
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -417,11 +419,22 @@ class BurstDetector:
         self._base = 0       # absolute index of buffer[0]
         self._scan = 0       # absolute index of the next position to scan
         self.samples_in = 0
-        self.counters = {"stage1": 0, "stage2": 0}
+        self.counters = {"stage1": 0, "stage2": 0, "stage2_extended": 0}
 
     # buffer ---------------------------------------------------------------------------------------------
     def _append(self, zr, zi):
         n = zr.size
+        self.samples_in += n
+        # samples before the oldest position a scan can read (skip_to inside a burst) are never needed: when the
+        # whole buffer lies before it, drop the buffer and the chunk's leading part instead of copying them
+        first_needed = self._scan - self.search - 2 * self.G
+        end = self._base + self._n
+        if first_needed >= end:
+            d = min(first_needed - end, n)
+            self._n = 0
+            self._base = end + d
+            zr, zi = zr[d:], zi[d:]
+            n -= d
         if self._n + n > self._cap:
             keep_from = min(max(self._scan - self.search - 2 * self.G, self._base), self._base + self._n)
             k = keep_from - self._base
@@ -433,7 +446,6 @@ class BurstDetector:
         self._zr[self._n: self._n + n] = zr
         self._zi[self._n: self._n + n] = zi
         self._n += n
-        self.samples_in += n
 
     @property
     def max_push(self) -> int:
@@ -500,7 +512,7 @@ class BurstDetector:
             else:
                 self.counters["stage2"] += 1
                 out.append(cand)
-                self._scan = int(np.floor(cand.timing)) + self.W + self.G
+                self._scan = math.floor(cand.timing) + self.W + self.G
 
     def _stage2_metric(self, a: int, b: int):
         """(D real, D imag, M2) over buffer positions [a, b) (float32, float32, float64)."""
@@ -511,9 +523,25 @@ class BurstDetector:
         mag2 = dr.astype(np.float64) ** 2 + di.astype(np.float64) ** 2
         return dr, di, mag2, mag2 / np.maximum(den.astype(np.float64), 1e-30)
 
+    def _later_preamble(self, k: int, b: int) -> bool:
+        """Could a better-aligned preamble peak lie in buffer positions [b, k + W + G)?  Cheap test on the
+        stage-1 metric: a sidelobe at ``k`` is a partial overlap with a preamble starting later, whose
+        (CFO-insensitive) M1 grows with the overlap, so M1 somewhere in [b, k + W + G) exceeds M1 around ``k``.
+        After the true peak M1 only decreases (up to noise on its flat top at low SNR, where the extension then
+        merely costs time)."""
+        ref = np.empty(2, np.float32)
+        _stage1_scan_kernel(self._zr, self._zi, k - 1, self.sps, self._phases_arr, 0, np.float32(0.0), ref)
+        n_out = (k + self.W + self.G - b + self.sps - 1) // self.sps
+        if n_out <= 0:
+            return False
+        m1 = np.empty(n_out, np.float32)
+        return _stage1_scan_kernel(self._zr, self._zi, b, self.sps, self._phases_arr, n_out,
+                                   np.float32(ref.max()), m1) >= 0
+
     def _stage2(self, a_abs: int, b_abs: int, m1: float) -> Candidate | None:
         """Stage 2 over absolute positions [a_abs, b_abs), extended to the right until the peak dominates the
-        ``W + G`` positions after it.
+        ``W + G`` positions after it (only where stage 1 indicates a better-aligned preamble there:
+        :meth:`_later_preamble`).
 
         The extension is what makes detection level-independent: ``M2`` is normalised by the *noise-only*
         variance, so at high SNR the partial overlaps of the window with a preamble that starts up to ``W``
@@ -529,7 +557,8 @@ class BurstDetector:
         k = int(np.argmax(m2))
         if m2[k] < self.t2:
             return None
-        while a + k + self.W + self.G > b and b < b_max:
+        while a + k + self.W + self.G > b and b < b_max and self._later_preamble(a + k, b):
+            self.counters["stage2_extended"] += 1
             b_new = min(a + k + self.W + self.G, b_max)
             er, ei, emag2, em2 = self._stage2_metric(b, b_new)
             dr, di = np.concatenate([dr, er]), np.concatenate([di, ei])
@@ -665,7 +694,7 @@ def _rotate_kernel(y, f_sym, ph0, out):
 def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float, ph0: float) -> np.ndarray:
     """Symbols k0 .. k0+n_sym-1 of a burst whose symbol 0 is at (window-relative) ``timing``, de-rotated by
     ``f_sym`` cycles/symbol and ``ph0``."""
-    n0 = int(np.floor(timing))
+    n0 = math.floor(timing)
     w = _interp_taps(timing - n0)
     need = n0 + (k0 + n_sym - 1) * sps + _INTERP_HALF + 1
     if n0 + k0 * sps - (_INTERP_HALF - 1) < 0 or need > zr.size:
@@ -709,7 +738,48 @@ def _equalise_kernel(y, pos, t_blk, ph_blk, inv_h, out):
         out[j] = y[t] * cur.conjugate() * inv_h
 
 
-def _pilot_track(y, pidx, pilots, smooth: int, pre_tail: int = 256):
+@numba.njit(cache=True, nogil=True)
+def _pilot_track_kernel(y, pidx, pilots_c, pre_c, pre_tail, smooth, t, ph):
+    """Numba form of :func:`_pilot_track_ref` (``pilots_c``, ``pre_c``: conjugated pilot / preamble symbols):
+    fills block times ``t`` and unit phasors ``ph`` (length n_blocks + 1)."""
+    nb = pidx.shape[0]
+    npl = pidx.shape[1]
+    n_pre = pre_c.size
+    g = np.empty(nb + 1, np.complex128)
+    acc = 0.0 + 0.0j
+    for k in range(n_pre - pre_tail, n_pre):
+        acc += pre_c[k] * y[k]
+    g[0] = acc * (64.0 / pre_tail)
+    t[0] = n_pre - pre_tail / 2.0
+    for b in range(nb):
+        acc = 0.0 + 0.0j
+        for k in range(npl):
+            acc += y[pidx[b, k]] * pilots_c[b, k]
+        g[b + 1] = acc
+        t[b + 1] = pidx[b, 0] + (npl - 1) / 2.0
+    n = nb + 1
+    for i in range(n):
+        if smooth > 0 and n > 1:
+            acc = 0.0 + 0.0j
+            for j in range(max(i - smooth, 0), min(i + smooth + 1, n)):
+                acc += g[j]
+        else:
+            acc = g[i]
+        m = abs(acc)
+        ph[i] = acc / (m if m > 1e-30 else 1e-30)
+
+
+def _pilot_track(y, pidx, pilots_c, smooth: int, pre_tail: int = 256):
+    """Block times and smoothed unit phasors (see :func:`_pilot_track_ref`); ``pilots_c`` conjugated pilot
+    symbols (n_blocks, 16) (numba)."""
+    nb = pidx.shape[0]
+    t = np.empty(nb + 1, np.float64)
+    ph = np.empty(nb + 1, np.complex128)
+    _pilot_track_kernel(y, pidx, pilots_c, _PRE_C, pre_tail, smooth, t, ph)
+    return t, ph
+
+
+def _pilot_track_ref(y, pidx, pilots, smooth: int, pre_tail: int = 256):
     """Block times and smoothed unit phasors: the preamble tail as block -1 plus the pilot blocks at symbol
     indices ``pidx`` (n_blocks, 16) with symbols ``pilots`` (n_blocks, 16).  Smoothing: complex sum over
     ``2*smooth + 1`` neighbouring blocks (no phase unwrapping)."""
@@ -737,11 +807,11 @@ def _pilot_track(y, pidx, pilots, smooth: int, pre_tail: int = 256):
 @lru_cache(maxsize=64)
 def _payload_layout(fmt: FrameFormat, n_pay: int):
     """Cached symbol indices of a frame with ``n_pay`` payload symbols: payload data positions, pilot indices
-    (n_blocks, 16) and pilot symbols (n_blocks, 16)."""
+    (n_blocks, 16) and conjugated pilot symbols (n_blocks, 16)."""
     dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS, HEADER_SYMBOLS + n_pay))
     starts = fmt.pilot_positions(n_pay)
     pidx = starts[:, None] + np.arange(pre.PILOT_LEN)[None, :]
-    pil = pre.pilot_symbols(starts.size).reshape(-1, pre.PILOT_LEN)
+    pil = np.conj(pre.pilot_symbols(starts.size).reshape(-1, pre.PILOT_LEN))  # conjugated (_pilot_track)
     for a in (dpos, pidx, pil):
         a.setflags(write=False)
     return dpos, pidx, pil
@@ -750,8 +820,9 @@ def _payload_layout(fmt: FrameFormat, n_pay: int):
 @lru_cache(maxsize=16)
 def _header_layout(fmt: FrameFormat):
     """Cached header-region layout: header data positions, the pilot blocks that follow chunks made only of
-    header symbols (their positions do not depend on the payload length), and the known-symbol template of
-    the contiguous region preamble + header + pilots up to the first payload symbol (header symbols zero)."""
+    header symbols (their positions do not depend on the payload length; indices and conjugated symbols), and the
+    known-symbol template of the contiguous region preamble + header + pilots up to the first payload symbol
+    (header symbols zero)."""
     dpos = fmt.data_positions(np.arange(HEADER_SYMBOLS))
     nb = HEADER_SYMBOLS // fmt.pilot_spacing
     starts = fmt.pilot_positions(1 << 16)[:nb]
@@ -761,6 +832,7 @@ def _header_layout(fmt: FrameFormat):
     x = np.zeros(nk, np.complex64)
     x[:NP] = _PRE
     x[pidx.reshape(-1)] = pil.reshape(-1)
+    pil = np.conj(pil)  # conjugated (_pilot_track)
     for a in (dpos, pidx, pil, x):
         a.setflags(write=False)
     return dpos, pidx, pil, x
@@ -820,7 +892,7 @@ def _seg_energy(zr, zi, timing, sps, template=None):
     The CFO must be removed: the Frank segments are polyphase chirps, whose correlation peak moves with the
     frequency offset (delay-Doppler coupling, ~9.3 samples per cycle/symbol at sps 2: 0.075 samples, i.e. a
     -25 dB EVM floor, at 0.8 % CFO)."""
-    n0 = int(np.floor(timing))
+    n0 = math.floor(timing)
     if n0 - (_INTERP_HALF - 1) < 0 or n0 + (NP - 1) * sps + _INTERP_HALF + 1 > zr.size:
         raise ValueError("sample window too short for the preamble")
     tr, ti = (_PRE_C_R, _PRE_C_I) if template is None else template
@@ -975,7 +1047,7 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / hp_abs), yh)
     hdr, cw = decode_header_codeword(yh, nv / (hp_abs * hp_abs))
     if hdr is None:
-        return HeaderResult(None, f_sym, 0.0, hp_abs, nv, float(10 * np.log10(hp_abs * hp_abs / nv)), timing)
+        return HeaderResult(None, f_sym, 0.0, hp_abs, nv, 10.0 * math.log10(hp_abs * hp_abs / nv), timing)
     # refinement on the known sequence: preamble + header + pilots, contiguous up to the first payload symbol
     nk = xk_t.size
     x = xk_t.copy()
@@ -984,7 +1056,7 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
     h_abs = max(float(h_abs), 1e-30)
     nv = max(float(nv), h_abs * h_abs * _NV_MIN_REL)  # SNR_MAX_DB cap
     f_sym += slope / (2 * np.pi)
-    return HeaderResult(hdr, float(f_sym), float(ph0), h_abs, nv, float(10 * np.log10(h_abs * h_abs / nv)),
+    return HeaderResult(hdr, float(f_sym), float(ph0), h_abs, nv, 10.0 * math.log10(h_abs * h_abs / nv),
                         timing, {"nk": nk})
 
 
@@ -1074,7 +1146,7 @@ class BurstDemodulator:
                     self._queue.pop(0)
                     self.counters["overlap_skipped"] += 1
                     continue
-                lo = int(np.floor(cand.timing)) - 2 * _INTERP_HALF
+                lo = math.floor(cand.timing) - 2 * _INTERP_HALF
                 if lo < self._base:
                     self._queue.pop(0)
                     self.counters["dropped_candidates"] += 1
@@ -1093,11 +1165,11 @@ class BurstDemodulator:
                 self._pending = (cand, hr)
                 self._busy_until = hr.timing + (self.fmt.frame_symbols(hr.header.payload_len()) - NP // 2) * self.sps
             cand, hr = self._pending
-            need = int(np.ceil(hr.timing)) + hr.header.payload_len() * 0 + \
+            need = math.ceil(hr.timing) + \
                 self.fmt.frame_symbols(hr.header.payload_len()) * self.sps + 2 * _INTERP_HALF
             if end < need:
                 return out
-            lo = int(np.floor(hr.timing)) - 2 * _INTERP_HALF
+            lo = math.floor(hr.timing) - 2 * _INTERP_HALF
             a = lo - self._base
             b = need - self._base
             rel_hr = HeaderResult(hr.header, hr.cfo_sym, hr.phase0, hr.h_abs, hr.noise_var, hr.snr_db,
@@ -1106,7 +1178,7 @@ class BurstDemodulator:
             self._pending = None
             self.counters["frames"] += 1
             out.append(ReceivedFrame(header=hr.header, y=y, noise_var=nv, snr_db=hr.snr_db,
-                                     cfo=hr.cfo_sym / self.sps, h=complex(hr.h_abs * np.exp(1j * hr.phase0)),
+                                     cfo=hr.cfo_sym / self.sps, h=cmath.rect(hr.h_abs, hr.phase0),
                                      sample_index=int(round(hr.timing)) - self.sample_offset, timing=hr.timing,
                                      metric=cand.m2))
 
@@ -1157,7 +1229,10 @@ class BurstReceiver:
         if x.ndim != 1:
             raise ValueError(f"samples must be 1-D, got shape {x.shape}")
         x = x.astype(np.complex64, copy=False)
-        if not np.all(np.isfinite(x)):
+        # one BLAS reduction first (NaN/inf propagate into sum |x|^2; 12x cheaper than isfinite + all); the exact
+        # element-wise test only when that is not finite (non-finite input, or |x| > 1e19 overflowing the square)
+        xf = x.view(np.float32) if x.flags.c_contiguous else np.ascontiguousarray(x).view(np.float32)
+        if not math.isfinite(float(np.dot(xf, xf))) and not np.all(np.isfinite(x)):
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             self.demod.counters["nonfinite_chunks"] = self.demod.counters.get("nonfinite_chunks", 0) + 1
         out: list[ReceivedFrame] = []
@@ -1290,7 +1365,7 @@ def benchmark(n_frames: int = 24, snr_db: float = 0.0, cfo_sym: float = 0.005, s
 # numpy references of the numba kernels (tests)
 def symbols_ref(z, timing: float, k0: int, n_sym: int, sps: int, f_sym: float, ph0: float) -> np.ndarray:
     """Numpy reference of the symbol interpolator + de-rotation (complex window ``z``)."""
-    n0 = int(np.floor(timing))
+    n0 = math.floor(timing)
     w = _interp_taps(timing - n0).astype(np.float64)
     H1 = w.size // 2 - 1
     k = np.arange(k0, k0 + n_sym)

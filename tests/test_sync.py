@@ -428,3 +428,17 @@ def test_receiver_does_not_depend_on_signal_level(snr_db):
             assert abs(fa.snr_db - fb.snr_db) < 0.05
             assert abs(abs(fa.h) / np.sqrt(scale) - abs(fb.h)) < 1e-3 * abs(fb.h)
             assert np.allclose(fa.y, fb.y, atol=1e-3)
+
+
+def test_pilot_track_kernel_matches_reference(rng):
+    fmt = F.FrameFormat(frame_len_log2=12)
+    dpos, pidx, pil_c = sync._payload_layout(fmt, 1 << 12)
+    n = fmt.frame_symbols(1 << 12)
+    y = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) * 0.5).astype(np.complex64)
+    y[pidx] += np.conj(pil_c) * np.exp(1j * (1e-3 * pidx + 0.4))  # a phase ramp on the pilots
+    y[:1024] += np.asarray(sync._PRE) * np.exp(1j * (1e-3 * np.arange(1024) + 0.4))
+    for smooth in (0, 2, 4):
+        t, ph = sync._pilot_track(y, pidx, pil_c, smooth)
+        tr, phr = sync._pilot_track_ref(y, pidx, np.conj(pil_c), smooth)
+        assert np.allclose(t, tr) and np.allclose(ph, phr, atol=1e-5)
+        assert np.allclose(np.abs(ph), 1.0)
