@@ -44,7 +44,7 @@ def _check_report(out: Path, n: int) -> None:
 def test_demo_sim_path_closes_the_loop(crops, tmp_path, capsys):
     out = tmp_path / "demo"
     rc = demo.main(["--path", "sim", "--images", str(crops), "--snr-db", "-4", "--fading", "none",
-                    "--max-attempts", "5", "--qoe", "consistency", "--out", str(out), "--timeout-s", "4"])
+                    "--max-attempts", "5", "--qoe", "niqe,consistency", "--out", str(out), "--timeout-s", "4"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "[demo] done" in printed and "report:" in printed and "path sim" in printed
@@ -56,8 +56,8 @@ def test_demo_sim_path_closes_the_loop(crops, tmp_path, capsys):
         assert im["tx"]["n_attempts"] >= 2                      # -4 dB: never acceptable on the first attempt
         srv = im["server"][-1]
         assert len(srv["attempts"]) == im["tx"]["n_attempts"]
-        cons = [a["scores"]["consistency"] for a in srv["attempts"]]
-        assert cons[-1] > cons[0]                               # Chase combining raised the score
+        niqe = [a["scores"]["niqe"] for a in srv["attempts"]]
+        assert niqe[-1] < niqe[0]                               # Chase combining improved the naturalness
     assert len(list((out / "artifacts").glob("*.npz"))) == sum(im["tx"]["n_attempts"] for im in rec["images"])
 
 
@@ -81,7 +81,7 @@ def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
     """GNU Radio loopback flowgraph + server: at 12 dB every image ACKs at once; at -4 dB NACKs trigger
     retransmissions whose Chase combining raises the QoE score; every image ends ACK or FAIL, records complete."""
     common = ["--path", "gnuradio", "--images", str(crops), "--fading", "none", "--max-attempts", "5",
-              "--qoe", "consistency", "--timeout-s", "4"]
+              "--qoe", "niqe,consistency", "--timeout-s", "4"]
     hi, lo = tmp_path / "hi", tmp_path / "lo"
     assert demo.main(common + ["--snr-db", "12", "--out", str(hi)]) == 0
     assert demo.main(common + ["--snr-db", "-4", "--out", str(lo)]) == 0
@@ -102,7 +102,7 @@ def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
         assert im["tx"]["n_attempts"] >= 2
         att = [a for a in im["server"][-1]["attempts"] if a["scores"]]
         assert att[0]["decision"] == "NACK"
-        assert att[-1]["scores"]["consistency"] > att[0]["scores"]["consistency"]
+        assert att[-1]["scores"]["niqe"] < att[0]["scores"]["niqe"]
         snr = [a["snr_db"]["mean"] for a in att]
         assert abs(np.mean(snr) + 4.0) < 1.5                    # measured Es/N0 per attempt around -4 dB
     _check_report(lo, 3)
