@@ -529,8 +529,8 @@ class BurstDetector:
         (CFO-insensitive) M1 grows with the overlap, so M1 somewhere in [b, k + W + G) exceeds M1 around ``k``.
         After the true peak M1 only decreases (up to noise on its flat top at low SNR, where the extension then
         merely costs time)."""
-        ref = np.empty(2, np.float32)
-        _stage1_scan_kernel(self._zr, self._zi, k - 1, self.sps, self._phases_arr, 0, np.float32(0.0), ref)
+        ref = np.empty(1, np.float32)  # M1 at k itself (its neighbours may be the better-aligned peak)
+        _stage1_scan_kernel(self._zr, self._zi, k, self.sps, self._phases_arr[:1], 0, np.float32(0.0), ref)
         n_out = (k + self.W + self.G - b + self.sps - 1) // self.sps
         if n_out <= 0:
             return False
@@ -540,8 +540,8 @@ class BurstDetector:
 
     def _stage2(self, a_abs: int, b_abs: int, m1: float) -> Candidate | None:
         """Stage 2 over absolute positions [a_abs, b_abs), extended to the right until the peak dominates the
-        ``W + G`` positions after it (only where stage 1 indicates a better-aligned preamble there:
-        :meth:`_later_preamble`).
+        ``W + G`` positions after it (where the peak is at the end of the searched span, or stage 1 indicates a
+        better-aligned preamble after it: :meth:`_later_preamble`).
 
         The extension is what makes detection level-independent: ``M2`` is normalised by the *noise-only*
         variance, so at high SNR the partial overlaps of the window with a preamble that starts up to ``W``
@@ -557,7 +557,7 @@ class BurstDetector:
         k = int(np.argmax(m2))
         if m2[k] < self.t2:
             return None
-        while a + k + self.W + self.G > b and b < b_max and self._later_preamble(a + k, b):
+        while a + k + self.W + self.G > b and b < b_max and (a + k >= b - 2 or self._later_preamble(a + k, b)):
             self.counters["stage2_extended"] += 1
             b_new = min(a + k + self.W + self.G, b_max)
             er, ei, emag2, em2 = self._stage2_metric(b, b_new)

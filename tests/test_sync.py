@@ -357,10 +357,12 @@ def _short_frames(rng, n_img, image_id0=0):
     return frames
 
 
-def _check_all_received(out, frames, starts, snr_db, cfo_sym):
+def _check_all_received(out, frames, starts, snr_db, cfo_sym, delay=None):
     assert [f.header for f in out] == [h for h, _ in frames]  # every frame, in order, nothing else
     for f, st in zip(out, starts):
         assert abs(f.sample_index - st) <= 1
+        if delay is not None:  # fine timing (MF delay 16 samples): CFO-unbiased, not a neighbouring sample
+            assert abs(f.timing - 16 - (st + delay)) < 0.15, f.timing - 16 - (st + delay)
         assert abs(f.cfo * SPS - cfo_sym) < 1e-4
         assert np.all(np.isfinite(f.y)) and np.all(np.isfinite(f.noise_var)) and np.all(f.noise_var > 0)
         if np.isfinite(snr_db):
@@ -377,13 +379,13 @@ def test_loopback_high_snr_every_frame(snr_db):
     for cfo_sym in (0.01, -0.01):
         frames = _short_frames(rng, 5)
         x, starts = _stream(frames, rng, gap=(0, 4000))
-        x = ch.apply_cfo(ch.fractional_delay(x, float(rng.uniform(0, 1))), cfo_sym / SPS,
-                         phase0=float(rng.uniform(0, 2 * np.pi)))
+        delay = float(rng.uniform(0, 1))
+        x = ch.apply_cfo(ch.fractional_delay(x, delay), cfo_sym / SPS, phase0=float(rng.uniform(0, 2 * np.pi)))
         if np.isfinite(snr_db):
             x = ch.awgn(x, snr_db, rng)
         out, rx = _receive(x, chunk=50_000, rng=rng)
         assert rx.counters["header_fail"] == 0, rx.counters
-        _check_all_received(out, frames, starts, snr_db, cfo_sym)
+        _check_all_received(out, frames, starts, snr_db, cfo_sym, delay)
 
 
 def test_back_to_back_bursts_and_feed_boundaries():
@@ -442,3 +444,21 @@ def test_pilot_track_kernel_matches_reference(rng):
         tr, phr = sync._pilot_track_ref(y, pidx, np.conj(pil_c), smooth)
         assert np.allclose(t, tr) and np.allclose(ph, phr, atol=1e-5)
         assert np.allclose(np.abs(ph), 1.0)
+
+
+@pytest.mark.parametrize("span", [(-1700, -1500), (-600, 0), (-600, 1)])
+def test_stage2_finds_the_peak_beyond_its_window(rng, span):
+    """Stage 2 over a span that holds only partial-overlap sidelobes of a 20 dB preamble, or that ends exactly
+    at (or one sample after) its peak: the candidate is the true peak, not a sidelobe or a neighbouring sample."""
+    frames = _short_frames(rng, 1)
+    x, starts = _stream(frames[:1], rng, gap=(0, 1), lead=3000, tail=3000)
+    delay = 0.3
+    y = _impair(x, rng, 20.0, 0.006, delay)
+    zr, zi = sync.MatchedFilter(SPS).process(y)
+    t_true = starts[0] + 16 + delay
+    det = sync.BurstDetector(SPS)
+    det._append(zr, zi)
+    p = int(round(t_true))
+    cand = det._stage2(p + span[0], p + span[1], 1.0)
+    assert cand is not None and abs(cand.timing - t_true) < 0.25, (cand, t_true)
+    assert abs(cand.cfo * SPS - 0.006) < 5e-4
