@@ -142,20 +142,28 @@ class MatchedFilter:
     def __init__(self, sps: int = 2, beta: float = 0.35, span: int = 8):
         self.taps = rrc_taps(sps, beta, span)[::-1].copy()
         self.ntaps = self.taps.size
-        self._hr = np.zeros(self.ntaps - 1, np.float32)
-        self._hi = np.zeros(self.ntaps - 1, np.float32)
+        # persistent work buffers: [ntaps-1 samples of history | chunk] (no per-chunk concatenation)
+        self._br = np.zeros(self.ntaps - 1 + (1 << 16), np.float32)
+        self._bi = np.zeros(self.ntaps - 1 + (1 << 16), np.float32)
 
     def process(self, x) -> tuple[np.ndarray, np.ndarray]:
         """Filter a chunk; returns (real, imag) float32 arrays of the matched-filtered chunk."""
         x = np.asarray(x, dtype=np.complex64)
-        xr = np.concatenate([self._hr, x.real])
-        xi = np.concatenate([self._hi, x.imag])
-        outr = np.empty(x.size, np.float32)
-        outi = np.empty(x.size, np.float32)
-        if x.size:
-            _fir_kernel(xr, xi, self.taps, outr, outi)
-            self._hr = xr[-(self.ntaps - 1):].copy()
-            self._hi = xi[-(self.ntaps - 1):].copy()
+        n, h = x.size, self.ntaps - 1
+        outr = np.empty(n, np.float32)
+        outi = np.empty(n, np.float32)
+        if n:
+            if self._br.size < h + n:
+                br = np.zeros(h + n, np.float32)
+                bi = np.zeros(h + n, np.float32)
+                br[:h], bi[:h] = self._br[:h], self._bi[:h]
+                self._br, self._bi = br, bi
+            br, bi = self._br[: h + n], self._bi[: h + n]
+            br[h:] = x.real
+            bi[h:] = x.imag
+            _fir_kernel(br, bi, self.taps, outr, outi)
+            br[:h] = br[n: n + h].copy()
+            bi[:h] = bi[n: n + h].copy()
         return outr, outi
 
 
