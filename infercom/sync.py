@@ -16,8 +16,11 @@ wrap them one by one:
    noise.  Stage 2 (only where ``M1 > T1``, around its peak): the differential metric ``D(n) = sum_s e_s
    c_s conj(c_{s-1})``, normalised by its noise-only variance estimated from the local segment energies
    ``q_s`` (``M2 = |D|^2 / sum_s q_s q_{s-1}``, ~Exp(1) on noise, also across noise/silence edges); its peak gives
-   the timing (parabolic interpolation), its phase the coarse CFO.
-3. :func:`demod_header` -- at a candidate: interpolate the symbols of the preamble and header region, fine CFO
+   the timing (parabolic interpolation), its phase the coarse CFO.  The peak must dominate the ``W + G`` samples
+   after it (the search is extended where needed): at high SNR partial overlaps with a later preamble (cover
+   sidelobes) also exceed the noise-normalised threshold.
+3. :func:`demod_header` -- at a candidate: fine timing on the preamble energy with the coarse CFO removed (the
+   Frank segments' delay-Doppler coupling would bias it), interpolate the symbols of the preamble and header region, fine CFO
    from a zero-padded FFT over the 64 de-rotated segment correlations, channel and noise variance from the
    preamble, pilot phase tracking (complex-averaged pilot correlations, phasor interpolation), soft header
    decoding; then the decoded header is re-encoded and the 4032 known symbols (preamble + header + pilots) give
