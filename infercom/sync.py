@@ -229,28 +229,30 @@ def _frank_corr_kernel(zr, zi, rr, ri):
 
 @numba.njit(cache=True, nogil=True)
 def _stage1_kernel(zr, zi, n_seg, m1):
-    """On a symbol-spaced stream (one sample phase): M1[n] = sum_s |r[n + 16 s]|^2 / sum_{m<16 n_seg}
-    |z[n+m]|^2 for n < len(m1); needs len(z) >= len(m1) + 16*n_seg."""
+    """On a symbol-spaced stream (one sample phase): M1[n] = (1/n_seg) sum_s |r_s|^2 / q_s with r_s = r[n + 16 s]
+    the segment correlation and q_s = sum_{k<16} |z[n + 16 s + k]|^2 the energy of the same 16 samples (a
+    silent segment, q_s = 0, contributes 0), for n < len(m1); needs len(z) >= len(m1) + 16*n_seg."""
     G = 16
-    W = n_seg * G
     n_out = m1.size
     nr = n_out + (n_seg - 1) * G
     rr = np.empty(nr, np.float32)
     ri = np.empty(nr, np.float32)
     _frank_corr_kernel(zr, zi, rr, ri)
+    ez = np.empty(nr + G + 1, np.float64)
+    ez[0] = 0.0
+    for n in range(nr + G):
+        ez[n + 1] = ez[n] + zr[n] * zr[n] + zi[n] * zi[n]
     q = np.empty(nr, np.float64)
     for n in range(nr):
+        e = ez[n + G] - ez[n]
         p = rr[n] * rr[n] + ri[n] * ri[n]
-        q[n] = p + (q[n - G] if n >= G else 0.0)
-    ez = np.empty(n_out + W + 1, np.float64)
-    ez[0] = 0.0
-    for n in range(n_out + W):
-        ez[n + 1] = ez[n] + zr[n] * zr[n] + zi[n] * zi[n]
+        t = p / e if e > 0.0 else 0.0
+        if t > 16.0:  # Cauchy-Schwarz bound |r|^2 <= 16 q (rounding guard)
+            t = 16.0
+        q[n] = t + (q[n - G] if n >= G else 0.0)
     lag = (n_seg - 1) * G
     for n in range(n_out):
-        pp = q[n + lag] - (q[n - G] if n >= G else 0.0)
-        e = ez[n + W] - ez[n]
-        m1[n] = pp / e if e > 0.0 else 0.0
+        m1[n] = (q[n + lag] - (q[n - G] if n >= G else 0.0)) / n_seg
 
 
 @numba.njit(cache=True, nogil=True)
@@ -300,12 +302,12 @@ def stage1_metric_ref(z) -> np.ndarray:
     if n <= 0:
         return np.zeros(0, np.float32)
     r = np.correlate(z, _U.astype(np.complex128), "valid")  # sum z[n+i] conj(u[i])
-    p = np.abs(r) ** 2
+    q = np.convolve(np.abs(z) ** 2, np.ones(L), "valid")[: r.size]  # segment energies
+    t = np.divide(np.abs(r) ** 2, q, out=np.zeros(r.size), where=q > 0)
     P = np.zeros(n)
     for s in range(S):
-        P += p[s * L: s * L + n]
-    e = np.convolve(np.abs(z) ** 2, np.ones(NP), "valid")[:n]
-    return (P / e).astype(np.float32)
+        P += t[s * L: s * L + n]
+    return (P / S).astype(np.float32)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -383,14 +385,35 @@ def _stage2_kernel(zr, zi, ur, ui, ecov, sps, a, b, dr, di, den, frank=True):
         den[n] = ad[n]
 
 
-def detector_thresholds(pfa1: float = 1e-6, pfa2: float = 1e-6) -> tuple[float, float]:
-    """(T1, T2) for per-position false-alarm probabilities ``pfa1`` of stage 1 (M1 ~ Gamma(64, 1/64) on
-    noise) and ``pfa2`` of stage 2 (M2 ~ Exp(1) on noise)."""
-    from scipy.optimize import brentq
-    from scipy.special import gammaincc
+@lru_cache(maxsize=1)
+def _stage1_noise_tail() -> tuple[np.ndarray, float]:
+    """P(M1 > t) on white noise on a grid of step ``dt``: M1 is the mean of 64 independent per-segment ratios
+    |r|^2/q = 16 B, B ~ Beta(1, 15) (|<z, u>|^2 / (|z|^2 |u|^2) for white complex Gaussian z, |u|^2 = 16);
+    the density of the sum by FFT convolution (grid 1/256 per segment ratio)."""
+    d = 1.0 / 256
+    x = np.arange(0.0, 16.0 * S + d, d)
+    f = np.where(x < 16.0, (15.0 / 16.0) * np.clip(1.0 - x / 16.0, 0.0, None) ** 14, 0.0)
+    f /= f.sum()
+    g = np.fft.irfft(np.fft.rfft(f, 2 * x.size) ** S, 2 * x.size)[: x.size]
+    g = np.maximum(g, 0.0)
+    g /= g.sum()
+    tail = np.cumsum(g[::-1])[::-1]
+    return tail, d / S  # tail[i] = P(M1 >= i * dt)
 
-    t1 = brentq(lambda t: gammaincc(S, S * t) - pfa1, 1.0, 10.0)
-    return float(t1), float(-np.log(pfa2))
+
+def stage1_noise_tail(t: float) -> float:
+    """P(M1 > t) per position and sample phase on white noise (see :func:`_stage1_noise_tail`)."""
+    tail, dt = _stage1_noise_tail()
+    i = int(np.clip(np.ceil(t / dt), 0, tail.size - 1))
+    return float(tail[i])
+
+
+def detector_thresholds(pfa1: float = 1e-6, pfa2: float = 1e-6) -> tuple[float, float]:
+    """(T1, T2) for per-position false-alarm probabilities ``pfa1`` of stage 1 (M1 = mean of 64 per-segment
+    ratios 16 Beta(1, 15) on noise: :func:`stage1_noise_tail`) and ``pfa2`` of stage 2 (M2 ~ Exp(1) on noise)."""
+    tail, dt = _stage1_noise_tail()
+    i = int(np.argmax(tail <= pfa1))
+    return float(i * dt), float(-np.log(pfa2))
 
 
 _T1_DEFAULT, _ = detector_thresholds(1e-5)  # ~1 trigger per 10^6 noise samples; stage 2 + header decide
