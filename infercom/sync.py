@@ -11,9 +11,9 @@ wrap them one by one:
 2. :class:`BurstDetector` -- over the matched-filtered stream, yields :class:`Candidate` s with absolute timing
    (fractional sample index of preamble symbol 0 in the matched-filtered stream), coarse CFO and metrics.
    Stage 1 (every sample): segment correlations ``r[n] = sum_k z[n+k*sps] conj(u_k)`` with the 16-symbol
-   preamble segment ``u``, combined non-coherently over the 64 segments, ``M1 = sps*sum_s |r(n+s*16*sps)|^2 /
-   E(n)`` (``E`` = energy of the 2048-sample window), which is insensitive to CFO and ~Gamma(64)/64 (mean 1) on
-   noise.  Stage 2 (only where ``M1 > T1``, around its peak): the differential metric ``D(n) = sum_s e_s
+   preamble segment ``u``, combined non-coherently over the 64 segments, each normalised by the energy ``q_s`` of
+   its own 16 samples, ``M1 = (1/64) sum_s |r(n+s*16*sps)|^2 / q_s``: insensitive to CFO and to the signal level
+   (also to level changes inside the window), on noise the mean of 64 ratios 16 Beta(1, 15) (mean 1).  Stage 2 (only where ``M1 > T1``, around its peak): the differential metric ``D(n) = sum_s e_s
    c_s conj(c_{s-1})``, normalised by its noise-only variance estimated from the local segment energies
    ``q_s`` (``M2 = |D|^2 / sum_s q_s q_{s-1}``, ~Exp(1) on noise, also across noise/silence edges); its peak gives
    the timing (parabolic interpolation), its phase the coarse CFO.  The peak must dominate the ``W + G`` samples
