@@ -243,13 +243,13 @@ def _stage1_kernel(zr, zi, n_seg, m1):
     for n in range(nr + G):
         ez[n + 1] = ez[n] + zr[n] * zr[n] + zi[n] * zi[n]
     q = np.empty(nr, np.float64)
-    for n in range(nr):
+    for n in range(nr):  # no loop-carried dependency: vectorised
         e = ez[n + G] - ez[n]
         p = rr[n] * rr[n] + ri[n] * ri[n]
         t = p / e if e > 0.0 else 0.0
-        if t > 16.0:  # Cauchy-Schwarz bound |r|^2 <= 16 q (rounding guard)
-            t = 16.0
-        q[n] = t + (q[n - G] if n >= G else 0.0)
+        q[n] = min(t, 16.0)  # Cauchy-Schwarz bound |r|^2 <= 16 q (rounding guard)
+    for n in range(G, nr):  # running sums along each stride-G chain
+        q[n] += q[n - G]
     lag = (n_seg - 1) * G
     for n in range(n_out):
         m1[n] = (q[n + lag] - (q[n - G] if n >= G else 0.0)) / n_seg
