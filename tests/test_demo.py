@@ -44,7 +44,8 @@ def _check_report(out: Path, n: int) -> None:
 def test_demo_sim_path_closes_the_loop(crops, tmp_path, capsys):
     out = tmp_path / "demo"
     rc = demo.main(["--path", "sim", "--images", str(crops), "--snr-db", "-4", "--fading", "none",
-                    "--max-attempts", "5", "--qoe", "niqe,consistency", "--out", str(out), "--timeout-s", "4"])
+                    "--max-attempts", "5", "--qoe", "niqe,consistency", "--restorer", "bicubic", "--out", str(out),
+                    "--timeout-s", "4"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "[demo] done" in printed and "report:" in printed and "path sim" in printed
@@ -81,7 +82,7 @@ def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
     """GNU Radio loopback flowgraph + server: at 12 dB every image ACKs at once; at -4 dB NACKs trigger
     retransmissions whose Chase combining raises the QoE score; every image ends ACK or FAIL, records complete."""
     common = ["--path", "gnuradio", "--images", str(crops), "--fading", "none", "--max-attempts", "5",
-              "--qoe", "niqe,consistency", "--timeout-s", "4"]
+              "--qoe", "niqe,consistency", "--restorer", "bicubic", "--timeout-s", "4"]
     hi, lo = tmp_path / "hi", tmp_path / "lo"
     assert demo.main(common + ["--snr-db", "12", "--out", str(hi)]) == 0
     assert demo.main(common + ["--snr-db", "-4", "--out", str(lo)]) == 0

@@ -368,6 +368,101 @@ def test_consistency_v2_tolerance_and_missing():
             get_qoe("consistency", config=bad)
 
 
+# -------------------------------------------------------------------------------------------- reliability
+
+def test_reliability_tracks_the_true_mse_of_the_observation(kodak_dir):
+    """reliability = 10 log10(255^2 / mean(obs_var)) predicts the PSNR of the MMSE observation against the
+    original's block means (what the link delivered) without the original: within ~1 dB from -4 to 12 dB (e.g.
+    +0.8 dB for kodim07 at 0 dB, 1.0 dB at 4 dB with another seed: 1.25 allowed, the 4-draw MSE is
+    itself noisy); at -8 dB the uniform prior of the MMSE makes it pessimistic for natural
+    images (measured 1.2-2.3 dB below the truth); it rises with the SNR."""
+    from infercom import channel, link
+    q = get_qoe("reliability")
+    cfg = link.LinkConfig()                           # 3x3 blocks (rate 1/9), importance profile
+    for k in (3, 7):
+        img = kodak(kodak_dir, k)[:240, :360]
+        x, lay = link.encode_image(img, cfg)
+        truth_means = source.lpf_encode(img, cfg.bh, cfg.bw).astype(np.float64)
+        rng = np.random.default_rng(k)
+        prev = -np.inf
+        for snr_db in (-8.0, -4.0, 0.0, 4.0, 8.0, 12.0):
+            nv = 10.0 ** (-snr_db / 10.0)
+            se, rs = [], []
+            for _ in range(4):                        # a few draws: one draw's MSE is dominated by rare MSB errors
+                llr = link.soft_to_llr(channel.awgn(x, snr_db, rng), nv, lay, cfg)
+                mu = link.llr_to_lowres(llr, lay, cfg)
+                rs.append(q.score(img, mu, dict(bh=3, bw=3, obs_var=link.llr_to_lowres_var(llr, lay, cfg))))
+                se.append(np.mean((mu - truth_means) ** 2))
+            r = float(np.mean(rs))
+            true_psnr = 10 * np.log10(255.0 ** 2 / np.mean(se))
+            if snr_db >= -4.0:
+                assert abs(r - true_psnr) < 1.25, (k, snr_db, r, true_psnr)
+            else:                                     # pessimistic, not optimistic, where nearly nothing arrives
+                assert true_psnr - 3.0 < r < true_psnr, (k, snr_db, r, true_psnr)
+            assert r > prev
+            prev = r
+
+
+def test_reliability_rises_with_chase_attempts_and_drops_with_missing_frames(kodak_dir):
+    """Two Chase-combined attempts at s dB give the reliability of one attempt at s + 3 dB (MRC doubles the
+    SNR); missing pixels count at the maximal variance (a uniform value), so missing frames lower it."""
+    from infercom import channel, chase, link
+    from receiver_server.qoe.reliability import MAX_DB, MISSING_VAR
+    q = get_qoe("reliability")
+    cfg = link.LinkConfig()
+    img = kodak(kodak_dir, 5)[:240, :360]
+    x, lay = link.encode_image(img, cfg)
+    rng = np.random.default_rng(11)
+
+    def rel(y, nv, missing=None):
+        llr = link.soft_to_llr(y, nv, lay, cfg)
+        return q.score(None, None, dict(obs_var=link.llr_to_lowres_var(llr, lay, cfg), missing=missing))
+
+    for snr_db in (-6.0, 0.0, 6.0):
+        nv = 10.0 ** (-snr_db / 10.0)
+        ys = [channel.awgn(x, snr_db, rng) for _ in range(2)]
+        one = rel(ys[0], nv)
+        yc, nvc = chase.combine(ys, [nv, nv])
+        two = rel(yc, nvc)
+        plus3 = rel(channel.awgn(x, snr_db + 10 * np.log10(2), rng), nv / 2)
+        assert two > one + 1.0 and abs(two - plus3) < 0.3, (snr_db, one, two, plus3)
+    # missing: a quarter of the low-res pixels flagged missing -> their variance is the maximal one
+    llr = link.soft_to_llr(channel.awgn(x, 6.0, rng), 10 ** -0.6, lay, cfg)
+    var = link.llr_to_lowres_var(llr, lay, cfg).astype(np.float64)
+    miss = np.zeros((lay.low_h, lay.low_w), bool)
+    miss[: lay.low_h // 4] = True
+    expect = np.where(miss[:, :, None], MISSING_VAR, var).mean()
+    full = q.score(None, None, dict(obs_var=var))
+    part = q.score(None, None, dict(obs_var=var, missing=miss))
+    assert part == pytest.approx(10 * np.log10(255.0 ** 2 / expect), abs=1e-9) and part < full - 3.0
+    # a missing frame's LLRs are 0: llr_to_lowres_var already gives them the maximal variance
+    llr0 = llr.copy()
+    llr0[:, : llr.shape[1] // 4] = 0.0
+    assert q.score(None, None, dict(obs_var=link.llr_to_lowres_var(llr0, lay, cfg))) < full - 3.0
+    assert q.score(None, None, dict(obs_var=var, missing=np.ones_like(miss))) == pytest.approx(
+        10 * np.log10(255.0 ** 2 / MISSING_VAR))
+    assert q.score(None, None, dict(obs_var=np.zeros((4, 5)))) == MAX_DB           # capped
+    assert q.higher_is_better and q.range == (0.0, MAX_DB)
+
+
+def test_reliability_rejects_bad_input():
+    q = get_qoe("reliability")
+    obs = np.zeros((4, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="obs_var"):
+        q.score(None, obs, dict(bh=3, bw=3))
+    with pytest.raises(ValueError, match="obs_var"):
+        q.score(None, obs, None)
+    with pytest.raises(ValueError, match="obs_var"):
+        q.score(None, obs, dict(obs_var=np.zeros((4, 6, 3))))
+    for bad in (np.full((4, 5), -1.0), np.full((4, 5), np.nan)):
+        with pytest.raises(ValueError, match="obs_var"):
+            q.score(None, None, dict(obs_var=bad))
+    with pytest.raises(ValueError, match="missing"):
+        q.score(None, None, dict(obs_var=np.ones((4, 5)), missing=np.zeros((5, 4), bool)))
+    with pytest.raises(ValueError, match="config"):
+        get_qoe("reliability", config={"cap": 50})
+
+
 def test_full_reference_metrics(kodak_dir, rng):
     img = kodak(kodak_dir, 2)[:128, :128]
     noisy = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
@@ -382,7 +477,8 @@ def test_full_reference_metrics(kodak_dir, rng):
 def test_registry():
     from receiver_server.qoe import CLIP_QOE, DEFAULT_QOE
 
-    assert set(REGISTRY) == {"niqe", "clip_iqa", "clip_sim", "consistency", "psnr", "ssim"}
+    assert set(REGISTRY) == {"niqe", "clip_iqa", "clip_sim", "consistency", "reliability", "psnr", "ssim"}
+    assert DEFAULT_QOE == ("niqe", "consistency", "reliability")
     assert set(DEFAULT_QOE) <= set(REGISTRY) and set(CLIP_QOE) <= set(REGISTRY)
     assert all(threshold(m).source.startswith("calibrated") for m in DEFAULT_QOE)
     with pytest.raises(ValueError, match="unknown QoE metric"):
@@ -409,14 +505,26 @@ def test_shipped_calibration_is_complete():
     from receiver_server.qoe.thresholds import CALIBRATION_FILE
 
     doc = json.loads(CALIBRATION_FILE.read_text())
-    assert set(doc["thresholds"]) == {"niqe", "consistency"} and doc["default_restorer"] == "bicubic"
+    assert set(doc["thresholds"]) == {"niqe", "consistency", "reliability"} and doc["default_restorer"] == "bicubic"
     assert doc["thresholds"] == doc["restorers"]["bicubic"]["thresholds"]
+    assert {"bicubic", "infercom-restorer-stage1", "infercom-restorer"} <= set(doc["restorers"])
     for name, e in doc["restorers"].items():
-        assert e["restorer"] == name and set(e["thresholds"]) == {"niqe", "consistency"}
-        assert "receiver_server.qoe.calibrate" in e["command"] and e["dataset"]["folder"].startswith("bsds500")
-        assert "kodak" not in json.dumps(e["dataset"]) and e["date_utc"] and e["label_rule"]
-        assert e["consistency_config"]["version"] == 2
-        assert e["separation"]["joint"]["balanced_accuracy"] > 0.5       # better than chance
+        assert e["restorer"] == name and "reliability" in e["thresholds"]
+        # the reliability threshold: its own calibration record (drop label vs the error-free link)
+        r = e["calibrations"]["reliability"]
+        assert r["threshold"] == e["thresholds"]["reliability"] and r["label"] == "drop-best" and r["max_db"] == 1.5
+        assert "receiver_server.qoe.calibrate" in r["command"] and "--metrics reliability" in r["command"]
+        assert r["dataset"]["folder"].startswith("bsds500") and "kodak" not in json.dumps(r["dataset"])
+        assert r["separation"]["balanced_accuracy"] > 0.6 and r["label_rule"] and r["date_utc"]
+        if "niqe" in e["thresholds"]:                   # a joint (niqe, consistency) calibration
+            assert set(e["thresholds"]) == {"niqe", "consistency", "reliability"}
+            assert "receiver_server.qoe.calibrate" in e["command"] and e["dataset"]["folder"].startswith("bsds500")
+            assert "kodak" not in json.dumps(e["dataset"]) and e["date_utc"] and e["label_rule"]
+            assert e["consistency_config"]["version"] == 2
+            assert e["separation"]["joint"]["balanced_accuracy"] > 0.5       # better than chance
+    # a restorer that repairs bit errors tolerates a less reliable observation than bicubic
+    rel = {n: e["thresholds"]["reliability"] for n, e in doc["restorers"].items()}
+    assert rel["infercom-restorer-stage1"] < rel["bicubic"]
 
 
 def test_thresholds_per_restorer_with_fallback(tmp_path):
@@ -435,14 +543,18 @@ def test_thresholds_per_restorer_with_fallback(tmp_path):
     # the shipped file: every calibrated restorer gets its own entry, others the bicubic one (and it is said)
     from receiver_server.qoe.thresholds import CALIBRATION_FILE
     doc = json.loads(CALIBRATION_FILE.read_text())
-    metrics_ = {"niqe": object(), "consistency": object()}
+    metrics_ = {"niqe": object(), "consistency": object(), "reliability": object()}
     for name, e in doc["restorers"].items():
         fb: list = []
-        assert resolve_thresholds(metrics_, {}, name, fb) == e["thresholds"] and fb == []
+        got = resolve_thresholds(metrics_, {}, name, fb)
+        assert {k: got[k] for k in e["thresholds"]} == e["thresholds"]
+        assert sorted(fb) == sorted((m, "bicubic") for m in metrics_ if m not in e["thresholds"])
+        assert all(got[m] == doc["thresholds"][m] for m, _ in fb)
     fb = []
     assert resolve_thresholds(metrics_, {"niqe": 3.0}, "no-such-restorer", fb) == \
-        {"niqe": 3.0, "consistency": doc["thresholds"]["consistency"]}
-    assert fb == [("consistency", "bicubic")]
+        {"niqe": 3.0, "consistency": doc["thresholds"]["consistency"],
+         "reliability": doc["thresholds"]["reliability"]}
+    assert fb == [("consistency", "bicubic"), ("reliability", "bicubic")]
 
 
 def test_best_joint_thresholds_and_rule():
@@ -489,3 +601,42 @@ def test_calibration_labels():
     assert labels(rec, "drop", 5.0).tolist() == [False, True, True]
     with pytest.raises(ValueError, match="label"):
         labels(rec, "psnr", 1.0)
+
+
+def test_single_metric_calibration_adds_to_the_restorers_entry():
+    """``--metrics reliability``: the metric's best single cut under the drop label, added to the restorer's
+    existing thresholds (kept), with its own calibration record; a restorer without an entry gets one."""
+    import argparse
+
+    from receiver_server.qoe.calibrate import add_metric_entry, calibrate_single, merge_calibration
+    # acceptable (drop <= 1.5 dB vs the error-free 30 dB) exactly when reliability >= 24
+    rec = [dict(image=f"i{i % 3}", snr_db=float(s), psnr=30.0 - (2.0 if r < 24 else 1.0), psnr_clean=30.0,
+                reliability=float(r)) for i, (s, r) in enumerate([(-4, 15), (0, 20), (4, 23), (8, 25),
+                                                                  (12, 28), (14, 30)])]
+    res = calibrate_single(rec, ("reliability",), "drop", 1.5)
+    assert res["thresholds"]["reliability"] == pytest.approx(24.0)           # midpoint of 23 and 25
+    assert res["separation"]["reliability"]["balanced_accuracy"] == 1.0
+    assert res["counts"] == {"samples": 6, "acceptable": 3, "unacceptable": 3}
+    assert res["per_snr_median"]["8.0"]["acceptable_fraction"] == 1.0 and "psnr_chase2" not in \
+        res["per_snr_median"]["8.0"]
+    args = argparse.Namespace(label="drop", max_db=1.5, max_drop_db=6.0, bh=3, bw=3, seed=1,
+                              images=Path("/data/bsds500/test"))
+    old = {"restorer": "bicubic", "thresholds": {"niqe": 9.0, "consistency": 0.9}, "command": "joint"}
+    e = add_metric_entry(old, args, "bicubic", ["a", "b"], [-4.0, 14.0], res, "cmd", 1.0)
+    assert e["thresholds"] == {"niqe": 9.0, "consistency": 0.9, "reliability": 24.0} and e["command"] == "joint"
+    assert e["calibrations"]["reliability"]["threshold"] == 24.0
+    assert e["calibrations"]["reliability"]["dataset"]["folder"] == "bsds500/test"
+    assert old["thresholds"] == {"niqe": 9.0, "consistency": 0.9}                  # input not modified
+    new = add_metric_entry(None, args, "gen", ["a"], [0.0], res, "cmd", 1.0)
+    assert new["thresholds"] == {"reliability": 24.0} and new["restorer"] == "gen"
+    doc = merge_calibration({"restorers": {"bicubic": old}}, {"bicubic": e, "gen": new})
+    assert doc["thresholds"] == e["thresholds"] and set(doc["restorers"]) == {"bicubic", "gen"}
+    assert threshold_from(doc, "gen") == 24.0
+
+
+def threshold_from(doc: dict, restorer: str) -> float:
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "t.json"
+        p.write_text(json.dumps(doc))
+        return threshold("reliability", calibration=p, restorer=restorer).value

@@ -198,7 +198,7 @@ def test_cli_server_subprocess_and_status(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "infercom.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
-                             "--qoe", "none", "--log-file", str(tmp_path / "log.jsonl")],
+                             "--qoe", "none", "--restorer", "bicubic", "--log-file", str(tmp_path / "log.jsonl")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         ready = _wait_ready(proc)

@@ -9,6 +9,7 @@ Implementations are imported lazily (``"module:Class"``), so importing this pack
 | ``clip_iqa`` | CLIP-IQA, antonym prompts "Good photo." / "Bad photo." | higher, [0, 1] | CLIP weights |
 | ``clip_sim`` | cosine similarity of CLIP image embeddings (vs observation or reference) | higher, [-1, 1] | CLIP |
 | ``consistency`` | offline proxy: block means of restored within the posterior of the observation | higher, [0, 1] | numpy |
+| ``reliability`` | expected PSNR of the observation from ``obs_var`` (did enough arrive?) | higher, [0, 100] dB | numpy |
 | ``psnr`` | full reference (evaluation only): PSNR vs ``meta["reference"]``, dB | higher, [0, inf] | numpy |
 | ``ssim`` | full reference (evaluation only): SSIM vs ``meta["reference"]`` | higher, [-1, 1] | numpy |
 
@@ -26,12 +27,14 @@ REGISTRY: dict[str, str] = {
     "clip_iqa": "receiver_server.qoe.clip:CLIPIQA",
     "clip_sim": "receiver_server.qoe.clip:CLIPSimilarity",
     "consistency": "receiver_server.qoe.consistency:ConsistencyProxy",
+    "reliability": "receiver_server.qoe.reliability:Reliability",
     "psnr": "receiver_server.qoe.fullref:PSNR",
     "ssim": "receiver_server.qoe.fullref:SSIM",
 }
 
-#: the server's default metric set when no CLIP weights are configured: naturalness + semantic consistency
-DEFAULT_QOE: tuple[str, ...] = ("niqe", "consistency")
+#: the server's default metric set when no CLIP weights are configured: naturalness + semantic consistency +
+#: reliability (did enough information arrive? -- a generative restorer looks natural and faithful regardless)
+DEFAULT_QOE: tuple[str, ...] = ("niqe", "consistency", "reliability")
 #: the set with CLIP weights (config ``path`` for both), as in the papers
 CLIP_QOE: tuple[str, ...] = ("clip_iqa", "clip_sim")
 

@@ -51,7 +51,7 @@ METRICS = ("niqe", "consistency")
 #: noise variance of the "error-free" reference decode (Es/N0 = 60 dB: every powered bit is certain)
 NOISELESS_VAR = 1e-6
 NOISELESS_SNR_DB = 60.0
-LABELS = ("chase-gain+drop", "chase-gain", "drop")
+LABELS = ("chase-gain+drop", "chase-gain", "drop", "drop-best")
 
 
 def best_threshold(values: np.ndarray, good: np.ndarray, higher_is_better: bool) -> dict:
@@ -133,9 +133,12 @@ def make_restorer(name: str, config: dict | None = None):
 
 
 def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: int, progress: bool = True,
-                restorer_name: str = "bicubic", restorer_config: dict | None = None) -> list:
-    """One record per (image, SNR): PSNR of the error-free link, of one attempt and of 2 and 4 Chase-combined
-    attempts, and the NIQE and consistency of the one-attempt restoration."""
+                restorer_name: str = "bicubic", restorer_config: dict | None = None,
+                scores: tuple[str, ...] = METRICS, chase_attempts: bool = True) -> list:
+    """One record per (image, SNR): PSNR of the error-free link, of one attempt and (``chase_attempts``) of 2
+    and 4 Chase-combined attempts, and the scores of the QoE metrics ``scores`` (default NIQE and consistency) of the
+    one-attempt restoration. ``chase_attempts=False`` (the ``drop`` label needs no Chase runs) skips the two
+    extra restorations per sample."""
     from infercom import channel, chase, link, metrics
     from infercom.imageio import load_image
     from receiver_server.qoe import get_qoe
@@ -143,7 +146,7 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     rng = np.random.default_rng(seed)
     cfg = link.LinkConfig(bh=bh, bw=bw)
     restorer = make_restorer(restorer_name, restorer_config)
-    qoe = {m: get_qoe(m) for m in METRICS}
+    qoe = {m: get_qoe(m) for m in scores}
     records = []
     t0 = time.time()
     for i, path in enumerate(paths):
@@ -166,8 +169,8 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
             out = restorer.restore(obs, m)
             rec = {"image": path.name, "snr_db": snr, "psnr_clean": psnr_clean, "psnr": metrics.psnr(out, img)}
             # what Chase retransmissions (MRC with independent attempts: +3 dB, +6 dB) would give
-            ys = [y] + [channel.awgn(x, snr, rng) for _ in range(3)]
-            for n_att, key in ((2, "psnr_chase2"), (4, "psnr_chase4")):
+            ys = [y] + [channel.awgn(x, snr, rng) for _ in range(3)]   # drawn either way: same noise per seed
+            for n_att, key in ((2, "psnr_chase2"), (4, "psnr_chase4")) if chase_attempts else ():
                 yc, nvc = chase.combine(ys[:n_att], [nv] * n_att)
                 outc = restorer.restore(link.decode_image(yc, nvc, lay, cfg), dict(m, attempts=n_att))
                 rec[key] = metrics.psnr(outc, img)
@@ -200,6 +203,10 @@ def labels(records: list, label: str, max_db: float, max_drop_db: float = 6.0) -
     ``chase-gain``: one Chase retransmission would raise PSNR by at most ``max_db`` and three by at most
     ``2 * max_db`` (a NACK would not pay);
     ``drop``: PSNR at most ``max_db`` below the error-free link (noiseless channel, same transmitter);
+    ``drop-best``: PSNR at most ``max_db`` below the better of the error-free link and the best one-attempt PSNR
+    the restorer reached on that image at any SNR of the calibration (the project's restorers do worse when
+    told Es/N0 = 60 dB, outside their training range, than at 10-20 dB: the error-free reference alone would
+    call a -10 dB restoration near their prior "acceptable");
     ``chase-gain+drop`` (default): ``chase-gain`` and PSNR at most ``max_drop_db`` below the best PSNR the
     restorer reached on that image (:func:`best_psnr_per_image`).
     The second clause removes a false "acceptable" at very low SNR, where the restoration is stuck near the
@@ -216,6 +223,11 @@ def labels(records: list, label: str, max_db: float, max_drop_db: float = 6.0) -
         return ok
     if label == "drop":
         return np.array([r["psnr_clean"] - r["psnr"] for r in records]) <= max_db
+    if label == "drop-best":
+        best: dict = {}
+        for r in records:
+            best[r.get("image")] = max(best.get(r.get("image"), -np.inf), r["psnr_clean"], r["psnr"])
+        return np.array([best[r.get("image")] - r["psnr"] for r in records]) <= max_db
     raise ValueError(f"unknown label {label!r}; choose from {', '.join(LABELS)}")
 
 
@@ -252,6 +264,60 @@ def calibrate(records: list, label: str = "chase-gain+drop", max_db: float = 1.0
     return out
 
 
+def calibrate_single(records: list, metrics: tuple[str, ...], label: str = "drop", max_db: float = 1.5,
+                     max_drop_db: float = 6.0) -> dict:
+    """Each metric's own best cut (balanced accuracy, :func:`best_threshold`) -- for a metric calibrated on
+    its own (``--metrics reliability``) and added to a restorer's existing thresholds. Returns the same keys as
+    :func:`calibrate` (``thresholds``, ``separation``, ``single_metric_cuts``, ``per_snr_median``, ``counts``)."""
+    from receiver_server.qoe.thresholds import DIRECTION
+
+    good = labels(records, label, max_db, max_drop_db)
+    out = {"thresholds": {}, "separation": {}, "single_metric_cuts": {}}
+    for name in metrics:
+        res = best_threshold(np.array([r[name] for r in records]), good, DIRECTION[name])
+        out["thresholds"][name] = round(res["threshold"], 4)
+        out["single_metric_cuts"][name] = out["separation"][name] = {k: round(v, 4) for k, v in res.items()
+                                                                     if k != "threshold"}
+    keys = ("psnr", "psnr_clean") + tuple(k for k in ("psnr_chase2", "psnr_chase4") if k in records[0]) \
+        + tuple(metrics)
+    out["per_snr_median"] = {
+        str(s): {k: round(float(np.median([r[k] for r in records if r["snr_db"] == s])), 4) for k in keys}
+        | {"acceptable_fraction": round(float(np.mean(good[[r["snr_db"] == s for r in records]])), 4)}
+        for s in sorted({r["snr_db"] for r in records})}
+    out["counts"] = {"samples": int(len(records)), "acceptable": int(good.sum()),
+                     "unacceptable": int((~good).sum())}
+    return out
+
+
+def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, snrs: list, result: dict,
+                     cmd: str, runtime_s: float) -> dict:
+    """``restorer``'s entry with the separately calibrated metrics' thresholds added (its other thresholds
+    kept) and their calibration record under ``"calibrations"[metric]``; a new entry when it had none."""
+    e = dict(old_entry or {"restorer": restorer, "thresholds": {},
+                           "restorer_checkpoint": checkpoint_fingerprint(restorer)})
+    e["thresholds"] = dict(e.get("thresholds") or {}) | result["thresholds"]
+    rule = label_rule(args)
+    rec = {"threshold": None, "command": cmd, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "method": (f"{restorer} restorer on bsds500 through infercom.link + infercom.channel.awgn (symbol "
+                      f"level, MMSE pixels + posterior variance); {rule}; threshold = the metric's own cut "
+                      "with the best balanced accuracy"),
+           "label": args.label, "label_rule": rule, "max_db": args.max_db,
+           "reference": f"error-free link: noiseless channel, restorer told Es/N0 = {NOISELESS_SNR_DB} dB",
+           "link": {"bh": args.bh, "bw": args.bw, "rate": f"1/{args.bh * args.bw}", "planes": 8,
+                    "profile": "importance", "design_snr_db": -4},
+           "dataset": {"folder": str(args.images.name if args.images.parent.name != "bsds500"
+                                     else f"bsds500/{args.images.name}"),
+                       "n_images": len(paths), "images": "the first n_images by name"},
+           "snrs_db": snrs, "seed": args.seed, "counts": result["counts"],
+           "per_snr_median": result["per_snr_median"], "runtime_s": round(runtime_s, 1),
+           "machine": platform.platform(), "restorer_checkpoint": checkpoint_fingerprint(restorer)}
+    cal = dict(e.get("calibrations") or {})
+    for m, t in result["thresholds"].items():
+        cal[m] = dict(rec, threshold=t, separation=result["separation"][m])
+    e["calibrations"] = cal
+    return e
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m receiver_server.qoe.calibrate", description=__doc__.splitlines()[0])
     p.add_argument("--images", type=Path, default=DEFAULT_DATASETS / "bsds500" / "test")
@@ -267,6 +333,9 @@ def parse_args(argv=None):
     p.add_argument("--consistency-floor", type=float, default=0.9,
                    help="lowest (and, when consistency earns no accuracy, the) consistency threshold")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--metrics", default=",".join(METRICS),
+                   help="metrics to calibrate: niqe,consistency (jointly, the default) or others on their own "
+                        "(e.g. reliability: each its best single cut, added to the restorer's existing entry)")
     p.add_argument("--restorer", default="bicubic",
                    help="restorer whose outputs are scored (thresholds depend on it; default: the baseline)")
     p.add_argument("--restorer-config", default=None,
@@ -298,7 +367,10 @@ def label_rule(args) -> str:
     """The label rule in words (stored with the thresholds)."""
     rule = (f"acceptable = one Chase retransmission gains <= {args.max_db} dB PSNR and three <= "
             f"{2 * args.max_db} dB" if args.label.startswith("chase-gain")
-            else f"acceptable = PSNR drop vs the error-free link <= {args.max_db} dB")
+            else f"acceptable = PSNR drop vs the error-free link <= {args.max_db} dB" if args.label == "drop"
+            else (f"acceptable = PSNR drop <= {args.max_db} dB vs the better of the error-free link (Es/N0 = "
+                  f"{NOISELESS_SNR_DB} dB) and the best one-attempt PSNR the restorer reached on that image at "
+                  "any SNR of the calibration"))
     if args.label == "chase-gain+drop":
         rule += (f", and the PSNR is at most {args.max_drop_db} dB below the best PSNR the restorer reached on "
                  "that image in the calibration (error-free link, any SNR, up to 4 Chase-combined attempts)")
@@ -357,6 +429,29 @@ def recompute(args, cmd: str) -> int:
     saved = json.loads(args.from_records.read_text())
     old = load_calibration(args.out)
     entries = {}
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if tuple(sorted(metrics)) != tuple(sorted(METRICS)):          # metrics calibrated on their own
+        for name, records in saved.items():
+            e = dict((old.get("restorers") or {}).get(name) or {})
+            if not all(m in (e.get("calibrations") or {}) for m in metrics):
+                raise SystemExit(f"calibrate: {args.out} has no {metrics} calibration of {name!r} to recompute")
+            result = calibrate_single(records, metrics, args.label, args.max_db, args.max_drop_db)
+            e["thresholds"] = dict(e["thresholds"]) | result["thresholds"]
+            cal = dict(e["calibrations"])
+            for m in metrics:
+                cal[m] = dict(cal[m], threshold=result["thresholds"][m], separation=result["separation"][m],
+                              label=args.label, max_db=args.max_db, label_rule=label_rule(args),
+                              counts=result["counts"], per_snr_median=result["per_snr_median"],
+                              recomputed={"command": cmd,
+                                          "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                cal[m]["method"] = cal[m]["method"].split("; ")[0] + "; " + label_rule(args) + \
+                    "; threshold = the metric's own cut with the best balanced accuracy"
+            e["calibrations"] = cal
+            entries[name] = e
+            print(json.dumps({"restorer": name, "thresholds": result["thresholds"],
+                              "separation": result["separation"], "counts": result["counts"]}), flush=True)
+        args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
+        return 0
     for name, records in saved.items():
         if name not in (old.get("restorers") or {}):
             raise SystemExit(f"calibrate: {args.out} has no entry for {name!r} to recompute")
@@ -406,6 +501,9 @@ def main(argv=None) -> int:
     if rcfg is not None and not isinstance(rcfg, dict):
         raise SystemExit("calibrate: --restorer-config must be a JSON object")
     paths = sorted(list_images(args.images))[:args.n_images]
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if tuple(sorted(metrics)) != tuple(sorted(METRICS)):
+        return calibrate_metrics(args, metrics, restorers, rcfg, paths, snrs, cmd)
     entries, all_records = {}, {}
     for name in restorers:
         t0 = time.time()
@@ -419,6 +517,35 @@ def main(argv=None) -> int:
     old = load_calibration(args.out) if args.out.is_file() else {}
     if old and "restorers" not in old and "thresholds" in old:      # a v1 file: one (bicubic) entry, replaced
         old = {}
+    args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
+    if args.records:
+        args.records.write_text(json.dumps(all_records, indent=1) + "\n")
+    return 0
+
+
+def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dict | None, paths: list,
+                      snrs: list, cmd: str) -> int:
+    """``--metrics`` other than the (niqe, consistency) pair: each metric's own best cut per restorer, added
+    to that restorer's entry in ``--out`` (:func:`add_metric_entry`)."""
+    from receiver_server.qoe import REGISTRY
+    from receiver_server.qoe.thresholds import DIRECTION, load_calibration
+
+    bad = [m for m in metrics if m not in REGISTRY or m not in DIRECTION or m in METRICS]
+    if not metrics or bad:
+        raise SystemExit(f"calibrate: --metrics is niqe,consistency (jointly) or metrics calibrated on their "
+                         f"own ({', '.join(sorted(set(DIRECTION) & set(REGISTRY) - set(METRICS)))}); got {bad}")
+    old = load_calibration(args.out) if args.out.is_file() else {}
+    entries, all_records = {}, {}
+    for name in restorers:
+        t0 = time.time()
+        records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=name, restorer_config=rcfg,
+                              scores=metrics, chase_attempts=not args.label.startswith("drop"))
+        result = calibrate_single(records, metrics, args.label, args.max_db, args.max_drop_db)
+        entries[name] = add_metric_entry((old.get("restorers") or {}).get(name), args, name, paths, snrs, result,
+                                         cmd, time.time() - t0)
+        all_records[name] = records
+        print(json.dumps({"restorer": name, "thresholds": result["thresholds"], "separation": result["separation"],
+                          "counts": result["counts"]}, indent=2), flush=True)
     args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
     if args.records:
         args.records.write_text(json.dumps(all_records, indent=1) + "\n")

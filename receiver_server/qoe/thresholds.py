@@ -2,7 +2,7 @@
 """ACK/NACK thresholds of the QoE metrics.
 
 * CLIP metrics: the papers' defaults, CLIP-IQA >= 0.8 and CLIP similarity >= 0.9.
-* Offline metrics (``niqe``, ``consistency``): calibrated on bsds500 by ``python -m
+* Offline metrics (``niqe``, ``consistency``, ``reliability``): calibrated on bsds500 by ``python -m
   receiver_server.qoe.calibrate`` and stored, with the command that produced them, in
   ``receiver_server/qoe/thresholds.json`` (method: docs/qoe.md). Before a calibration file exists, or when it
   lacks a metric, ``load_thresholds`` raises for that metric rather than inventing a value.
@@ -27,8 +27,8 @@ CALIBRATION_FILE = Path(__file__).resolve().parent / "thresholds.json"
 
 #: the papers' defaults (InferCom / GenCom): CLIP-IQA >= 0.8, CLIP similarity >= 0.9
 PAPER_DEFAULTS = {"clip_iqa": 0.8, "clip_sim": 0.9}
-DIRECTION = {"clip_iqa": True, "clip_sim": True, "consistency": True, "niqe": False, "psnr": True,
-             "ssim": True}
+DIRECTION = {"clip_iqa": True, "clip_sim": True, "consistency": True, "reliability": True, "niqe": False,
+             "psnr": True, "ssim": True}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ REGISTRY: dict[str, str] = {
     "diffusers": "receiver_server.restorers.diffusers_pipeline:DiffusersRestorer",
 }
 
-#: the server's default until the project's trained model becomes the default (issue #4)
-DEFAULT_RESTORER = "bicubic"
+#: the server's default: the project's own model with its shipped checkpoint (issue #5); ``bicubic`` is the
+#: papers' conventional baseline (name it explicitly, e.g. ``--restorer bicubic``)
+DEFAULT_RESTORER = "infercom-restorer"
 
 
 def available() -> list[str]:
