@@ -2,7 +2,8 @@
 """Calibrate the ACK/NACK thresholds of the offline QoE metrics (``niqe``, ``consistency``) on bsds500.
 
     python -m receiver_server.qoe.calibrate [--images DIR] [--n-images 40] [--snrs -8,-6,...,14]
-        [--bh 3 --bw 3] [--label chase-gain+drop|chase-gain|drop] [--max-db 1.0] [--max-drop-db 6]
+        [--bh 3 --bw 3] [--label chase-gain+drop|chase-gain|drop|drop-best] [--max-db 1.0] [--max-drop-db 6]
+        [--metrics niqe,consistency | reliability]
         [--seed 1] [--restorer bicubic[,NAME...]] [--restorer-config JSON] [--from-records FILE]
         [--out .../thresholds.json]
 
@@ -19,6 +20,12 @@ and ``consistency`` with the server's meta (``obs_var`` included), and labelled 
   (+6 dB) by at most twice that. (The second condition matters at very low SNR, where a single retransmission
   gains little because the MMSE pixels are still near the prior mean, but a few gain a lot.)
 * ``drop``: the PSNR is at most ``--max-db`` below the error-free link (same transmitter, noiseless channel).
+* ``drop-best``: ``drop`` against the better of the error-free link and the best one-attempt PSNR the restorer
+  reached on that image at any SNR (the project's models do worse when told 60 dB than at 10-20 dB).
+
+``--metrics reliability`` (any metrics other than the joint pair) calibrates each metric on its own -- its best
+single cut -- and adds it to the restorer's existing entry (its record under ``"calibrations"``); with a
+``drop`` label no Chase-combined restorations are run.
 
 The server ACKs when *every* metric passes, so the pair of thresholds is chosen jointly: the pair of cuts
 (NIQE <= a, consistency >= b) with the best balanced accuracy (Youden's J) of that AND rule over a grid of
