@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fading", choices=("block", "none"), default="block",
                    help="block: one Rayleigh coefficient per image transmission; none: AWGN")
     p.add_argument("--rate", default="1/9", help="source rate 1/(bh*bw) (default 1/9)")
-    p.add_argument("--max-attempts", type=int, default=6, help="attempts per image (default 6)")
+    p.add_argument("--max-attempts", type=int, default=8,
+                   help="attempts per image before an explicit FAIL (default 8)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="transmitter feedback timeout (s)")
     p.add_argument("--restorer", default=None, help="server restorer (default: the server's default)")
     p.add_argument("--qoe", default=None, help="server QoE metrics (default: the offline default set)")
