@@ -94,6 +94,11 @@ def test_arq_chase_selective_ack_and_timeout():
     assert _wait(lambda: any(meta["image_id"] == 1 and meta["attempt"] == 1 for meta, _ in _collect(dbg)))
     ctl._on_feedback(feedback_to_pmt(Feedback(5, 1, 1, "ACK")))
     assert _wait(ctl.finished.is_set)
+
+    def status_events():
+        return [pmt.to_python(st.get_message(i))["event"] for i in range(st.num_messages())]
+    # status messages reach message_debug through the scheduler's queue: wait for delivery before stopping
+    assert _wait(lambda: "finished" in status_events())
     tb.stop()
     tb.wait()
     msgs = _collect(dbg)
@@ -102,7 +107,7 @@ def test_arq_chase_selective_ack_and_timeout():
     assert [r["outcome"] for r in ctl.records] == ["ACK", "ACK"]
     assert ctl.records[1]["attempts"][0]["timed_out"]
     assert ctl.counters["other_tx_feedback"] == 1
-    events = [pmt.to_python(st.get_message(i))["event"] for i in range(st.num_messages())]
+    events = status_events()
     assert events.count("done") == 2 and events[-1] == "finished"
 
 
