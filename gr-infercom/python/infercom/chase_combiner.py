@@ -143,9 +143,12 @@ class chase_combiner(gr.basic_block):
         out = dict(meta)
         out["noise_var"] = nvc
         out["chase_attempts"] = len(new.attempts)
-        finite = np.isfinite(nvc)
-        if np.any(finite):
-            out["snr_db"] = float(10.0 * np.log10(1.0 / np.mean(nvc[finite])))
+        mean_nv = np.mean(nvc) if nvc.size else np.inf
+        if not np.isfinite(mean_nv):   # missing symbols (nv = inf): average over the received ones only
+            finite = np.isfinite(nvc)
+            mean_nv = np.mean(nvc[finite]) if np.any(finite) else None
+        if mean_nv is not None:
+            out["snr_db"] = float(10.0 * np.log10(1.0 / mean_nv))
         self.message_port_pub(pmt.intern("out"), make_pdu(out, yc))
 
     def _on_feedback(self, msg) -> None:

@@ -48,9 +48,20 @@ def frame_key_pmt(meta: dict):
     return pmt.to_pmt({k: int(meta[k]) for k in FRAME_KEY_FIELDS if k in meta})
 
 
+_HEADER_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def header_to_meta(header) -> dict:
     """FrameHeader -> plain dict of its fields (JSON/PMT friendly)."""
-    return {k: (v if isinstance(v, str) else int(v)) for k, v in asdict(header).items()}
+    # flat dataclass of scalars: read the fields directly (dataclasses.asdict deep-copies recursively, ~60 us)
+    names = _HEADER_FIELDS.get(type(header))
+    if names is None:
+        names = _HEADER_FIELDS[type(header)] = tuple(f.name for f in fields(header))
+    out = {}
+    for k in names:
+        v = getattr(header, k)
+        out[k] = v if isinstance(v, str) else int(v)
+    return out
 
 
 def meta_to_header(meta: dict):
@@ -71,11 +82,29 @@ def make_pdu(meta: dict, vector: np.ndarray):
     return pmt.cons(to_pmt_dict(meta), pmtvec.to_pmt(np.asarray(vector)))
 
 
+_KEYS: dict[str, object] = {}   # interned PMT symbols of metadata keys (a handful of distinct names)
+
+
+def _key(k) -> object:
+    sym = _KEYS.get(k)
+    if sym is None:
+        sym = pmt.intern(str(k))
+        if len(_KEYS) < 4096:
+            _KEYS[k] = sym
+    return sym
+
+
 def to_pmt_dict(meta: dict):
     """A python dict -> PMT dict; numpy arrays become uniform vectors, numpy scalars plain numbers."""
     d = pmt.make_dict()
     for k, v in meta.items():
-        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype in (np.complex64, np.float32, np.uint8):
+        t = type(v)
+        # fast paths for the plain scalars that make up most metadata (same PMT types as pmt.to_pmt gives)
+        if t is int:
+            pv = pmt.from_long(v)
+        elif t is float:
+            pv = pmt.from_double(v)
+        elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype in (np.complex64, np.float32, np.uint8):
             pv = pmtvec.to_pmt(v)
         elif isinstance(v, np.ndarray):
             pv = pmt.to_pmt(v.tolist())
@@ -83,7 +112,7 @@ def to_pmt_dict(meta: dict):
             pv = pmt.to_pmt(v.item())
         else:
             pv = pmt.to_pmt(v)
-        d = pmt.dict_add(d, pmt.intern(str(k)), pv)
+        d = pmt.dict_add(d, _key(k), pv)
     return d
 
 
@@ -95,11 +124,17 @@ def meta_from_pmt(car) -> dict:
         raise ValueError("PDU metadata is not a dict")
     out = {}
     items = pmt.dict_items(car)
-    for i in range(pmt.length(items)):
-        kv = pmt.nth(i, items)
+    while pmt.is_pair(items):   # walk the list once (pmt.nth would make it quadratic)
+        kv = pmt.car(items)
+        items = pmt.cdr(items)
         k = pmt.symbol_to_string(pmt.car(kv)) if pmt.is_symbol(pmt.car(kv)) else str(pmt.to_python(pmt.car(kv)))
         v = pmt.cdr(kv)
-        if pmt.is_c32vector(v):
+        # the checks pmt.to_python would do first (null, bool, symbol) are false for integers and reals
+        if pmt.is_integer(v):
+            out[k] = pmt.to_long(v)
+        elif pmt.is_real(v):
+            out[k] = pmt.to_double(v)
+        elif pmt.is_c32vector(v):
             out[k] = pmtvec.from_pmt(v, np.complex64)
         elif pmt.is_f32vector(v):
             out[k] = pmtvec.from_pmt(v, np.float32)
