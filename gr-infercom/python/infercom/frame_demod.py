@@ -17,7 +17,8 @@ from gnuradio import gr
 from infercom.frame import FrameFormat
 from infercom.sync import demod_header, demod_payload, header_len_samples
 
-from .tags import header_to_meta, make_pdu, parse_pdu
+from . import pmtvec
+from .tags import header_to_meta, make_pdu, meta_from_pmt
 
 INTERP_MARGIN = 16  # samples the symbol interpolator reads past the last symbol
 
@@ -56,7 +57,11 @@ class frame_demod(gr.basic_block):
 
     def _on_burst(self, msg) -> None:
         try:
-            meta, z = parse_pdu(msg, np.complex64)
+            if not pmt.is_pair(msg):
+                raise ValueError("not a PDU (expected a pair of metadata dict and vector)")
+            meta = meta_from_pmt(pmt.car(msg))
+            # a view of the PDU's samples (msg outlives this handler's use of it; zr/zi below are copies)
+            z = pmtvec.view_pmt(pmt.cdr(msg), np.complex64)
             timing = float(meta["timing"])
             cfo = float(meta["cfo"])
             start = int(meta["window_start"])

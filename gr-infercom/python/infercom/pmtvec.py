@@ -77,3 +77,25 @@ def from_pmt(vec, dtype) -> np.ndarray:
         except Exception:  # noqa: BLE001
             _fast_ok = False
     return np.asarray(elements(vec), dtype=dt)
+
+
+def view_pmt(vec, dtype) -> np.ndarray:
+    """A read-only numpy *view* of a PMT uniform vector's storage (no copy); ValueError when ``vec`` is another
+    type.  The view is valid only while ``vec`` is alive: use it inside a message handler, copy what must stay.
+    Falls back to a copy (:func:`from_pmt`) where the fast path is unavailable."""
+    dt = np.dtype(dtype)
+    kind = _KINDS.get(dt)
+    if kind is None:
+        raise ValueError(f"view_pmt: unsupported dtype {dt}")
+    if not kind[0](vec):
+        raise ValueError(f"expected a PMT vector of {dt}, got {pmt.write_string(vec)[:60]!r}")
+    n = pmt.length(vec)
+    if n == 0 or not _fast_ok:
+        return from_pmt(vec, dt)
+    try:
+        addr = _capsule_address(pmt.uniform_vector_elements(vec, 0))
+    except Exception:  # noqa: BLE001
+        return from_pmt(vec, dt)
+    a = np.frombuffer((ctypes.c_char * (n * dt.itemsize)).from_address(addr), dtype=dt, count=n)
+    a.flags.writeable = False
+    return a

@@ -31,6 +31,11 @@ def test_fast_vectors_are_bit_exact(dtype, init, elements):
     assert back.dtype == dtype and np.array_equal(back, np.asarray(elements(init(a.size, a)), dtype))
     assert np.array_equal(pmtvec.from_pmt(fast, dtype), a)
     assert pmtvec.from_pmt(pmtvec.to_pmt(a[:0]), dtype).size == 0
+    view = pmtvec.view_pmt(fast, dtype)                                  # zero-copy view of the same storage
+    assert np.array_equal(view, a) and not view.flags.writeable
+    assert pmtvec.view_pmt(pmtvec.to_pmt(a[:0]), dtype).size == 0
+    with pytest.raises(ValueError):
+        pmtvec.view_pmt(pmt.init_s32vector(2, [1, 2]), dtype)
     with pytest.raises(ValueError):
         pmtvec.from_pmt(pmt.init_s32vector(2, [1, 2]), dtype)
     with pytest.raises(ValueError):
@@ -43,6 +48,13 @@ def test_pdu_round_trip_and_rejection():
     meta, vec = parse_pdu(make_pdu({"a": 1, "s": "x", "nv": nv, "f": np.float32(2.5)}, y), np.complex64)
     assert np.array_equal(vec, y) and np.array_equal(meta["nv"], nv) and meta["a"] == 1 and meta["s"] == "x"
     assert meta["f"] == 2.5
+    # scalar fast paths give exactly what pmt.to_python gives (types included: bool stays bool, int stays int)
+    scalars = {"i": -7, "big": 2**40, "x": 0.1, "t": True, "n": None, "s": "abc", "l": [1, 2], "np": np.int64(3)}
+    d = make_pdu(scalars, y)
+    got = parse_pdu(d, np.complex64)[0]
+    ref = pmt.to_python(pmt.car(d))
+    assert got == ref and {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in ref.items()}
+    assert type(got["t"]) is bool and type(got["i"]) is int and type(got["x"]) is float
     for bad in (pmt.intern("x"), pmt.cons(pmt.intern("m"), pmtvec.to_pmt(y)), pmt.cons(pmt.make_dict(), pmt.PMT_T)):
         with pytest.raises(ValueError):
             parse_pdu(bad, np.complex64)
