@@ -35,7 +35,8 @@ class burst_sync(gr.sync_block):
     sps : samples per symbol of the stream.
     beta, span : RRC roll-off and span (symbols) of the matched filter (used when ``prefiltered`` is False).
     prefiltered : True: the input is already matched-filtered with the causal unit-energy RRC filter
-        (GNU Radio ``fir_filter_ccf(1, infercom.rrc_taps(sps, beta, span))``); False: filter here.
+        (GNU Radio ``fir_filter_ccf(1, infercom.rrc_taps(sps, beta, span))``, or ``fft_filter_ccf`` with the
+        same taps: equal up to float rounding, cheaper); False: filter here.
     max_frame_len_log2 : the largest frame the transmitters send (payload 2**n symbols); sets the window cut
         per burst (longer frames are reported truncated by ``frame_demod``).
     t1, t2 : detector thresholds (0 = the library defaults, ~1e-6 false alarms per position and stage).
