@@ -123,7 +123,7 @@ class LoopbackFlowgraph(gr.top_block):
         self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
         self.add = blocks.add_cc()
-        self.mf = filter.fir_filter_ccf(1, taps.tolist())
+        self.mf = filter.fft_filter_ccf(1, taps.tolist())
         self.sync = burst_sync(sps, fmt.beta, fmt.span, True, frame_len_log2)
         self.demod = frame_demod(sps, fmt.beta, fmt.span)
         self.chase = chase_combiner(4096, 600.0)

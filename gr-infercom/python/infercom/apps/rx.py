@@ -89,7 +89,7 @@ class RxFlowgraph(gr.top_block):
             self.src.set_antenna(hw["rx_antenna"], 0)
             if hw.get("bandwidth"):
                 self.src.set_bandwidth(hw["bandwidth"], 0)
-        self.mf = filter.fir_filter_ccf(1, rrc_taps(sps, 0.35, 8).tolist())
+        self.mf = filter.fft_filter_ccf(1, rrc_taps(sps, 0.35, 8).tolist())
         self.mf.set_min_output_buffer(1 << 16)
         src = self.src
         if args.radio == "zmq" and (args.snr_db is not None or args.cfo_frac):
