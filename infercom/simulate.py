@@ -118,6 +118,32 @@ def frame_overhead_uses(img: np.ndarray, cfg: link.LinkConfig) -> int | None:
         return None
 
 
+def lowres_metrics(img: np.ndarray, llr: np.ndarray, low_mmse: np.ndarray, low_hard: np.ndarray,
+                   cfg: link.LinkConfig) -> tuple[dict, np.ndarray]:
+    """Per-plane bit error rate and low-res pixel MSE of one received image, against the transmitter's truth.
+
+    ``img``: original uint8 (H, W, C); ``llr``: (planes, n_values) from ``link.soft_to_llr``; ``low_mmse`` /
+    ``low_hard``: the reconstructions from ``link.llr_to_lowres``. Returns ``(stats, low_true)`` with stats
+    ``ber_per_plane`` (MSB first), ``ber``, ``n_values`` and ``lowres_mse_mmse`` / ``lowres_mse_hard`` (grey
+    levels squared), and the true block means ``low_true`` (uint8 (h, w, C)). Shared by ``infercom simulate``
+    and ``infercom loopback`` so that both report the same figures.
+    """
+    low_true = source.lpf_encode(img, cfg.bh, cfg.bw)
+    v = low_true.reshape(-1)
+    k = np.arange(7, 7 - cfg.planes, -1)
+    bits = (v[None, :] >> k[:, None].astype(np.uint8)) & 1
+    ber_plane = np.mean(qpsk.hard_bits(llr) != bits, axis=1)
+    ref = low_true.astype(np.float64)
+    stats = {
+        "ber_per_plane": [float(b) for b in ber_plane],
+        "ber": float(ber_plane.mean()),
+        "n_values": int(v.size),
+        "lowres_mse_mmse": float(np.mean((low_mmse - ref) ** 2)),
+        "lowres_mse_hard": float(np.mean((low_hard - ref) ** 2)),
+    }
+    return stats, low_true
+
+
 def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator,
                    attempts: int = 1, fading: str = "none", fading_per: str = "image",
                    snr_mode: str = "instantaneous", frame_len: int = DEFAULT_FRAME_LEN,
@@ -142,12 +168,7 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np
     low_hard = link.llr_to_lowres(llr, lay, cfg, "hard")
     t_link = time.perf_counter() - t0
 
-    low_true = source.lpf_encode(img, cfg.bh, cfg.bw)
-    v = low_true.reshape(-1)
-    k = np.arange(7, 7 - cfg.planes, -1)
-    bits = (v[None, :] >> k[:, None].astype(np.uint8)) & 1
-    ber_plane = np.mean(qpsk.hard_bits(llr) != bits, axis=1)
-    ref = low_true.astype(np.float64)
+    stats, low_true = lowres_metrics(img, llr, low_mmse, low_hard, cfg)
     rec = {
         "snr_db": float(snr_db),
         "inst_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in insts]))),
@@ -158,12 +179,12 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np
         "fading": fading, "fading_per": fading_per if fading == "block" else None, "snr_mode": snr_mode,
         "attempts": attempts,
         "height": lay.height, "width": lay.width, "channels": lay.channels,
-        "ber_per_plane": [float(b) for b in ber_plane],
-        "ber": float(ber_plane.mean()),
+        "ber_per_plane": stats["ber_per_plane"],
+        "ber": stats["ber"],
         "expected_ber_per_plane": [float(b) for b in power.plane_ber(cfg.plane_powers(), snr_db)]
         if fading == "none" and attempts == 1 else None,
-        "lowres_mse_mmse": float(np.mean((low_mmse - ref) ** 2)),
-        "lowres_mse_hard": float(np.mean((low_hard - ref) ** 2)),
+        "lowres_mse_mmse": stats["lowres_mse_mmse"],
+        "lowres_mse_hard": stats["lowres_mse_hard"],
         "payload_symbols": lay.n_symbols,
         "channel_uses": lay.n_symbols * attempts,
         "tx_ops": source.op_count(lay.height, lay.width, lay.channels, lay.bh, lay.bw)["total"],

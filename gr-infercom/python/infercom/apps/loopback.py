@@ -210,8 +210,9 @@ def _plane_loss_db(ber: np.ndarray, powers: np.ndarray, snr_db: float, n_bits: i
 
 def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_db: float) -> dict:
     """One image's record: link metrics as ``infercom simulate`` computes them, plus the PHY counts."""
-    from infercom import link, metrics, power, qpsk, source
+    from infercom import link, metrics, power, source
     from infercom.frame import Reassembler
+    from infercom.simulate import lowres_metrics
 
     from ..tags import meta_to_header
 
@@ -236,12 +237,7 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
     llr = link.soft_to_llr(y, nv, lay, cfg)
     low_mmse = link.llr_to_lowres(llr, lay, cfg, "mmse")
     low_hard = link.llr_to_lowres(llr, lay, cfg, "hard")
-    low_true = source.lpf_encode(img3, cfg.bh, cfg.bw)
-    v = low_true.reshape(-1)
-    k = np.arange(7, 7 - cfg.planes, -1)
-    bits = (v[None, :] >> k[:, None].astype(np.uint8)) & 1
-    ber_plane = np.mean(qpsk.hard_bits(llr) != bits, axis=1)
-    ref = low_true.astype(np.float64)
+    stats, _ = lowres_metrics(img3, llr, low_mmse, low_hard, cfg)
     snrs = [m["snr_db"] for m in received if "snr_db" in m]
     up = link.upsample(low_mmse, lay)
     up_hard = link.upsample(low_hard, lay)
@@ -252,12 +248,10 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
         "attempts_received": attempts,
         "snr_db": snr_db,
         "measured_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in snrs]))) if snrs else None,
-        "n_values": int(bits.shape[1]),
-        "ber_per_plane": [float(b) for b in ber_plane], "ber": float(ber_plane.mean()),
+        **stats,
         "expected_ber_per_plane": [float(b) for b in power.plane_ber(cfg.plane_powers(), snr_db)],
-        "plane_loss_db": _plane_loss_db(ber_plane, cfg.plane_powers(), snr_db, bits.shape[1]),
-        "lowres_mse_mmse": float(np.mean((low_mmse - ref) ** 2)),
-        "lowres_mse_hard": float(np.mean((low_hard - ref) ** 2)),
+        "plane_loss_db": _plane_loss_db(np.asarray(stats["ber_per_plane"]), cfg.plane_powers(), snr_db,
+                                        stats["n_values"]),
         "psnr": metrics.psnr(img3, up), "ssim": metrics.ssim(img3, up),
         "psnr_hard": metrics.psnr(img3, up_hard),
         "missing_symbols": int(np.sum(np.isinf(nv))),
