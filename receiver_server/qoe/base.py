@@ -7,6 +7,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# an observation is defined by the restorer interface; metrics validate it the same way
+from ..restorers.base import as_observation  # noqa: F401  (re-exported for the metrics)
+
 
 @runtime_checkable
 class QoEMetric(Protocol):
@@ -41,21 +44,6 @@ def as_image(img: np.ndarray, what: str = "restored") -> np.ndarray:
     return a
 
 
-def as_observation(obs: np.ndarray) -> np.ndarray:
-    """Validate an MMSE low-res observation: finite float (h, w, C) in [0, 255] -> float32 (h, w, C)."""
-    a = np.asarray(obs)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"observation must be (h, w, C) with C in (1, 3), got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"observation must be numeric, got {a.dtype}")
-    a = a.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(a)):
-        raise ValueError("observation contains NaN or inf")
-    if a.min() < -1e-3 or a.max() > 255.0 + 1e-3:
-        raise ValueError(f"observation must lie in [0, 255], got [{a.min():.3f}, {a.max():.3f}]")
-    return np.clip(a, 0.0, 255.0)
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:

@@ -29,6 +29,26 @@ class Restorer(Protocol):
 REQUIRED_META = ("bh", "bw", "height", "width", "channels")
 
 
+def as_observation(obs: np.ndarray) -> np.ndarray:
+    """Validate an MMSE low-res observation: finite real (h, w, C), C in (1, 3), values in [0, 255].
+
+    Returns float32 (h, w, C) clipped to [0, 255] (a 2-D input gets C = 1); ValueError saying what is wrong.
+    """
+    a = np.asarray(obs)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"observation must be (h, w, C) with C in (1, 3), got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise ValueError(f"observation must be real numbers, got {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("observation contains NaN or inf")
+    if a.min() < -1e-3 or a.max() > 255.0 + 1e-3:
+        raise ValueError(f"observation must lie in [0, 255], got [{a.min():.3f}, {a.max():.3f}]")
+    return np.clip(a, 0.0, 255.0)
+
+
 def check_inputs(observation: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
     """Validate an observation and its meta; return (float32 (h, w, C) clipped to [0, 255], normalised meta).
 
@@ -52,28 +72,19 @@ def check_inputs(observation: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]
     for k in ("height", "width"):
         if not 1 <= m[k] <= source.MAX_SIDE:
             raise ValueError(f"meta[{k!r}] must be in 1..{source.MAX_SIDE}, got {m[k]}")
-    obs = np.asarray(observation)
-    if obs.ndim == 2:
-        obs = obs[:, :, None]
+    obs = as_observation(observation)
     lh, lw = source.lowres_shape(m["height"], m["width"], m["bh"], m["bw"])
     want = (lh, lw, m["channels"])
     if obs.shape != want:
         raise ValueError(f"observation shape {obs.shape} does not match {want} for a {m['height']}x{m['width']}"
                          f"x{m['channels']} image with {m['bh']}x{m['bw']} blocks")
-    if not np.issubdtype(obs.dtype, np.number) or np.iscomplexobj(obs):
-        raise ValueError(f"observation must be real numbers, got {obs.dtype}")
-    obs = obs.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(obs)):
-        raise ValueError("observation contains NaN or inf")
-    if obs.min() < -1e-3 or obs.max() > 255.0 + 1e-3:
-        raise ValueError(f"observation must lie in [0, 255], got [{obs.min():.3f}, {obs.max():.3f}]")
     missing = m.get("missing")
     if missing is not None:
         mk = np.asarray(missing)
         if mk.shape != (lh, lw) or mk.dtype != np.bool_:
             raise ValueError(f"meta['missing'] must be a bool ({lh}, {lw}) mask, got {mk.dtype} {mk.shape}")
         m["missing"] = mk
-    return np.clip(obs, 0.0, 255.0), m
+    return obs, m
 
 
 def layout_of(meta: dict) -> link.ImageLayout:
