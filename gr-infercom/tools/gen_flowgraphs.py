@@ -100,8 +100,8 @@ def rx_section(g: Graph, src: str, y0: int = 560, gui: bool = False, max_log2: s
     return "rx_demod", "rx_chase"
 
 
-def common_vars(g: Graph, x0=200):
-    g.var("sps", "2", (x0, 8))
+def common_vars(g: Graph, x0=200, sps="2"):
+    g.var("sps", sps, (x0, 8))
     g.var("beta", "0.35", (x0 + 100, 8))
     g.var("span", "8", (x0 + 200, 8))
     g.var("rrc", "infercom.rrc_taps(sps, beta, span)", (x0 + 300, 8))
@@ -249,11 +249,7 @@ def uhd_opts(prefix: str, rx: bool) -> dict:
 def tx_uhd() -> Graph:
     g = Graph("tx_uhd", "InferCom TX over UHD", False,
               "TX process: frames -> RRC -> USRP bursts (tx_sob/tx_eob); feedback from the server over ZeroMQ")
-    g.var("sps", "hw['sps']", (200, 8))
-    g.var("beta", "0.35", (300, 8))
-    g.var("span", "8", (400, 8))
-    g.var("rrc", "infercom.rrc_taps(sps, beta, span)", (500, 8))
-    g.block("imports", "import", (650, 8), imports="from gnuradio import infercom")
+    common_vars(g, sps="hw['sps']")
     hw_vars(g)
     tx_params(g, y=200)
     g.param("feedback_addr", "Server feedback address", "str", "tcp://127.0.0.1:5556", (16, 280))
@@ -271,11 +267,7 @@ def tx_uhd() -> Graph:
 def rx_uhd() -> Graph:
     g = Graph("rx_uhd", "InferCom RX over UHD", False,
               "RX process: USRP -> matched filter -> burst sync -> demod -> Chase / server over ZeroMQ")
-    g.var("sps", "hw['sps']", (200, 8))
-    g.var("beta", "0.35", (300, 8))
-    g.var("span", "8", (400, 8))
-    g.var("rrc", "infercom.rrc_taps(sps, beta, span)", (500, 8))
-    g.block("imports", "import", (650, 8), imports="from gnuradio import infercom")
+    common_vars(g, sps="hw['sps']")
     hw_vars(g)
     g.param("server", "Server address", "str", "tcp://127.0.0.1:5555", (16, 200))
     g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (260, 200))
