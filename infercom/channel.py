@@ -15,6 +15,7 @@ Conventions (docs/internals.md section 1):
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = [
@@ -195,18 +196,56 @@ def pulse_shape(symbols, sps: int, taps) -> np.ndarray:
 
     Returns the full convolution, complex64 of length ``len(symbols)*sps + len(taps) - 1``; symbol ``k`` peaks
     at sample ``k*sps + (len(taps)-1)//2`` (and after a matched filter with the same taps at
-    ``k*sps + len(taps) - 1``)."""
+    ``k*sps + len(taps) - 1``).  Polyphase numba kernel (float32, releases the GIL): only the
+    ``ceil(len(taps)/sps)`` taps that meet a symbol are multiplied per output sample."""
     s = _as_complex(symbols, "symbols")
     if not isinstance(sps, (int, np.integer)) or sps < 1:
         raise ValueError(f"sps must be a positive integer, got {sps!r}")
     t = np.asarray(taps, dtype=np.float32)
     if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
         raise ValueError("taps must be a non-empty finite 1-D array")
-    up = np.zeros(s.size * int(sps), dtype=np.complex64)
-    up[:: int(sps)] = s
-    if up.size == 0:
-        return np.zeros(max(t.size - 1, 0), dtype=np.complex64)
-    return _fir(up, t)
+    out = np.empty(s.size * int(sps) + t.size - 1, dtype=np.complex64)
+    if s.size == 0:
+        out[:] = 0
+        return out
+    _pulse_shape_kernel(np.ascontiguousarray(s), int(sps), np.ascontiguousarray(t), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _pulse_shape_kernel(sym, sps, taps, out):
+    """``out[n] = sum_k taps[k] * up[n - k]`` with ``up`` = ``sym`` zero-stuffed by ``sps``; ``out`` has the full
+    convolution's length.  For ``n = m*sps + p`` only ``taps[p + j*sps] * sym[m - j]`` are non-zero, so each
+    phase ``p`` is a short FIR over the symbols, computed as multiply-adds over cache-sized blocks of symbol
+    slots (on views indexed from 0, which LLVM vectorises)."""
+    n_sym = sym.size
+    n_taps = taps.size
+    n_out = out.size
+    n_m = (n_out + sps - 1) // sps           # symbol slots covering the output
+    block = 2048
+    f = sym.view(np.float32)                 # interleaved re, im
+    o = out.view(np.float32)
+    acc = np.empty(2 * block, np.float32)
+    for m0 in range(0, n_m, block):
+        m1 = min(m0 + block, n_m)
+        for p in range(sps):
+            acc[:] = 0.0
+            j = 0
+            while p + j * sps < n_taps:
+                h = taps[p + j * sps]
+                lo = max(m0, j)               # slots m in [lo, hi) meet a symbol: 0 <= m - j < n_sym
+                hi = min(m1, n_sym + j)
+                if hi > lo:
+                    a = acc[2 * (lo - m0):2 * (hi - m0)]
+                    b = f[2 * (lo - j):2 * (hi - j)]
+                    for q in range(a.size):
+                        a[q] += h * b[q]
+                j += 1
+            m_end = min(m1, (n_out - p + sps - 1) // sps)   # slots whose phase-p sample exists
+            for m in range(m0, m_end):
+                q = 2 * (m * sps + p)
+                o[q] = acc[2 * (m - m0)]
+                o[q + 1] = acc[2 * (m - m0) + 1]
 
 
 def matched_filter(samples, taps) -> np.ndarray:

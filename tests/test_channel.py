@@ -166,6 +166,24 @@ def test_fractional_delay_matches_analytic_shift(rng, delay):
     assert err < 1e-4  # better than -40 dB
 
 
+@pytest.mark.parametrize("sps", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("span", [2, 8])
+def test_pulse_shape_equals_zero_stuffed_convolution(rng, sps, span):
+    """The polyphase kernel against the definition (zero-stuff, full float64 convolution), at the edges too:
+    lengths shorter than the filter, one block (2048 slots) and more than one."""
+    taps = ch.rrc_taps(sps, 0.35, span)
+    for n in (0, 1, 3, span + 1, 2047, 2048, 5001):
+        sym = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64)
+        up = np.zeros(n * sps, np.complex128)
+        up[::sps] = sym
+        want = np.convolve(up, taps.astype(np.float64)) if n else np.zeros(taps.size - 1)
+        got = ch.pulse_shape(sym, sps, taps)
+        assert got.dtype == np.complex64 and got.shape == want.shape
+        assert np.max(np.abs(got - want), initial=0.0) < 1e-5
+    strided = (rng.standard_normal(64) + 1j * rng.standard_normal(64)).astype(np.complex64)[::2]
+    assert np.array_equal(ch.pulse_shape(strided, sps, taps), ch.pulse_shape(strided.copy(), sps, taps))
+
+
 def test_pulse_shape_peaks_and_bad_input(rng):
     taps = ch.rrc_taps(4)
     sym = np.zeros(20, np.complex64)
