@@ -14,6 +14,7 @@ Symbol layout of one frame (all symbols at unit mean power; the payload keeps it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -95,11 +96,33 @@ class FrameFormat:
 
 
 def frame_layout(n_payload: int, fmt: FrameFormat) -> tuple[np.ndarray, np.ndarray]:
-    """(data positions int64 ``(HEADER_SYMBOLS + n_payload,)``, pilot positions int64 ``(n_blocks*16,)``)."""
-    nd = HEADER_SYMBOLS + int(n_payload)
+    """(data positions int64 ``(HEADER_SYMBOLS + n_payload,)``, pilot positions int64 ``(n_blocks*16,)``).
+
+    The layout depends only on ``n_payload`` and the pilot spacing, so it is computed once and shared:
+    the arrays are read-only."""
+    return _layout(int(n_payload), int(fmt.pilot_spacing))
+
+
+@lru_cache(maxsize=64)
+def _layout(n_payload: int, pilot_spacing: int) -> tuple[np.ndarray, np.ndarray]:
+    fmt = FrameFormat(pilot_spacing=pilot_spacing)
+    nd = HEADER_SYMBOLS + n_payload
     dpos = fmt.data_positions(np.arange(nd))
     ppos = (fmt.pilot_positions(n_payload)[:, None] + np.arange(pre.PILOT_LEN)[None, :]).reshape(-1)
+    dpos.flags.writeable = False
+    ppos.flags.writeable = False
     return dpos, ppos
+
+
+@lru_cache(maxsize=64)
+def _frame_template(n_payload: int, pilot_spacing: int) -> np.ndarray:
+    """A frame with its preamble and pilots in place (header and payload slots zero); read-only."""
+    dpos, ppos = _layout(n_payload, pilot_spacing)
+    t = np.zeros(int(dpos[-1]) + 1 + pre.PILOT_LEN if dpos.size else pre.PREAMBLE_LEN, np.complex64)
+    t[: pre.PREAMBLE_LEN] = pre.preamble()
+    t[ppos] = pre.pilot_symbols(ppos.size // pre.PILOT_LEN)
+    t.flags.writeable = False
+    return t
 
 
 def segment(payload, frame_len: int) -> list[np.ndarray]:
@@ -123,12 +146,12 @@ def build_frame(h: FrameHeader, payload_chunk, fmt: FrameFormat | None = None) -
     c = c.astype(np.complex64, copy=False)
     if not np.all(np.isfinite(c)):
         raise ValueError("payload contains NaN or inf")
-    out = np.empty(fmt.frame_symbols(c.size), dtype=np.complex64)
-    dpos, ppos = frame_layout(c.size, fmt)
-    out[: pre.PREAMBLE_LEN] = pre.preamble()
+    dpos, _ = frame_layout(c.size, fmt)
+    out = _frame_template(c.size, fmt.pilot_spacing).copy()
+    if out.size != fmt.frame_symbols(c.size):
+        raise RuntimeError("frame template size disagrees with the frame format")
     out[dpos[:HEADER_SYMBOLS]] = encode_header(h)
     out[dpos[HEADER_SYMBOLS:]] = c
-    out[ppos] = pre.pilot_symbols(ppos.size // pre.PILOT_LEN)
     return out
 
 
