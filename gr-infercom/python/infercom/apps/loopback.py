@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom loopback``: the headless loopback transceiver (grc/loopback_headless.grc) run end to end.
 
-TX controller -> frame modulator -> [block fading] -> RRC interpolator -> CFO -> fractional timing offset ->
+TX controller -> frame modulator (RRC-shaped bursts) -> [block fading] -> CFO -> fractional timing offset ->
 AWGN at Es/N0 -> RRC matched filter -> burst sync -> frame demod -> Chase combiner -> local reconstruction
 (MMSE + bicubic via infercom.link), and with ``--server`` the soft frames also go to the inference server,
 whose ACK/NACK drives the transmitter's retransmissions.
@@ -117,8 +117,7 @@ class LoopbackFlowgraph(gr.top_block):
         taps = rrc_taps(sps, fmt.beta, fmt.span)
         self.tx = tx_controller(images, tx_id, bh, bw, planes, profile, design_snr_db, 0, frame_len_log2,
                                 server is not None, attempts, max_attempts, timeout_s, 1, 40, 0, max_images)
-        self.mod = frame_modulator(fmt.span // 2, gap[0], gap[1], True, 4096, seed)
-        self.interp = filter.interp_fir_filter_ccf(sps, taps.tolist())
+        self.mod = frame_modulator(0, gap[0], gap[1], True, 4096, seed, sps, fmt.beta, fmt.span)
         self.rot = blocks.rotator_cc(2 * math.pi * cfo)
         self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
@@ -128,14 +127,14 @@ class LoopbackFlowgraph(gr.top_block):
         self.demod = frame_demod(sps, fmt.beta, fmt.span)
         self.chase = chase_combiner(4096, 600.0)
         self.sink = _collector()
-        for blk in (self.interp, self.rot, self.delay, self.add, self.mf, self.noise):
+        for blk in (self.rot, self.delay, self.add, self.mf, self.noise):
             blk.set_min_output_buffer(1 << 16)   # fewer scheduler wake-ups per sample
         chain = [self.mod]
         if fading == "block":
             self.fade = block_fading(fading_per, snr_db, seed + 2)
             chain.append(self.fade)
             self.msg_connect(self.fade, "snr", self.sink, "fading")
-        chain += [self.interp, self.rot, self.delay]
+        chain += [self.rot, self.delay]
         self.connect(*chain)
         self.connect(self.delay, (self.add, 0))
         self.connect(self.noise, (self.add, 1))
@@ -175,7 +174,7 @@ class LoopbackFlowgraph(gr.top_block):
             else:
                 return False
             # drain: the receiver must see every sample of the last burst plus a margin of idle samples
-            target = (self.mod.nitems_written(0) + 4 * self.fmt.span + 8192) * self.sps
+            target = self.mod.nitems_written(0) + (4 * self.fmt.span + 8192) * self.sps
             while time.monotonic() - t0 < wall_timeout:
                 if self.sync.nitems_read(0) >= target and self.sync.idle():
                     break

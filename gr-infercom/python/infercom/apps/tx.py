@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom tx``: the InferCom transmitter over ZeroMQ IQ (a radio stand-in) or a USRP (UHD).
 
-Images -> ``tx_controller`` (frames, ARQ) -> ``frame_modulator`` -> RRC interpolator -> radio.  With
+Images -> ``tx_controller`` (frames, ARQ) -> ``frame_modulator`` (RRC-shaped bursts) -> radio.  With
 ``--feedback ADDR`` the transmitter subscribes to the inference server's feedback PUB and retransmits on NACK
 or timeout (ARQ); without it every image is sent ``--attempts`` times.  Mirrors grc/tx_zmq.grc and
 grc/tx_uhd.grc; the radio set-up comes from ``hw_configs/<name>.yaml`` (``--hw``).
@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from gnuradio import blocks, filter, gr
+from gnuradio import blocks, gr
 
 from . import add_link_arguments, block_size
 
@@ -43,7 +43,6 @@ class TxFlowgraph(gr.top_block):
         gr.top_block.__init__(self, "infercom_tx")
         from .. import frame_modulator, server_link, tx_controller
         from ..hwconfig import load_hw_config
-        from infercom.channel import rrc_taps
         from infercom.frame import FrameFormat
 
         bh, bw = block_size(args)
@@ -56,12 +55,10 @@ class TxFlowgraph(gr.top_block):
                                 args.frame_len_log2, args.feedback is not None, args.attempts, args.max_attempts,
                                 args.timeout_s, 1, 8, 0, args.max_images)
         continuous = args.radio == "zmq"
-        self.mod = frame_modulator(fmt.span // 2, gap[0] if continuous else 0, gap[1] if continuous else 0,
-                                   continuous, 4096, args.seed)
-        self.interp = filter.interp_fir_filter_ccf(sps, rrc_taps(sps, fmt.beta, fmt.span).tolist())
+        self.mod = frame_modulator(0, gap[0] if continuous else 0, gap[1] if continuous else 0,
+                                   continuous, 4096, args.seed, sps, fmt.beta, fmt.span)
         self.msg_connect(self.tx, "frames", self.mod, "in")
         self.msg_connect(self.mod, "sent", self.tx, "sent")
-        self.connect(self.mod, self.interp)
         if args.feedback:
             self.fb = server_link("", args.feedback, [args.tx_id], 1000)
             self.msg_connect(self.fb, "feedback", self.tx, "feedback")
@@ -70,7 +67,7 @@ class TxFlowgraph(gr.top_block):
 
             self.throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate, True)
             self.sink = zeromq.push_sink(gr.sizeof_gr_complex, 1, args.iq_addr, 100, False, -1)
-            self.connect(self.interp, self.throttle, self.sink)
+            self.connect(self.mod, self.throttle, self.sink)
         else:
             from gnuradio import uhd
 
@@ -87,7 +84,7 @@ class TxFlowgraph(gr.top_block):
             self.sink.set_antenna(hw["tx_antenna"], 0)
             if hw.get("bandwidth"):
                 self.sink.set_bandwidth(hw["bandwidth"], 0)
-            self.connect(self.interp, self.amp, self.sink)
+            self.connect(self.mod, self.amp, self.sink)
 
 
 def run(args: argparse.Namespace) -> int:
