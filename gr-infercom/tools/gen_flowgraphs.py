@@ -15,6 +15,9 @@ from pathlib import Path
 import yaml
 
 OUT = Path(__file__).resolve().parents[2] / "grc"
+#: output buffer (items) of the PDU -> tagged-stream converters: a whole frame's soft symbols (up to 2**16) must
+#: fit, or GNU Radio stops the block with "Buffer too small for min_noutput_items"
+P2S_BUFFER = "2 * 2 ** 16"
 
 
 class Graph:
@@ -69,23 +72,22 @@ class Graph:
 
 # ---------------------------------------------------------------------------------------------------------
 def tx_section(g: Graph, continuous: bool, feedback: bool, y0: int = 320):
-    """tx_controller -> frame_modulator -> RRC interpolator; returns the name of the sample-stream output."""
+    """tx_controller -> frame_modulator (RRC-shaped at sps samples/symbol); returns the sample-stream output."""
     g.block("tx_ctl", "infercom_tx_controller", (16, y0), images="images", tx_id="tx_id", bh="bh", bw="bh",
             design_snr_db="design_snr_db", frame_len_log2="frame_len_log2",
             use_feedback="True" if feedback else "False", timeout_s="timeout_s")
-    g.block("tx_mod", "infercom_frame_modulator", (360, y0), tail_symbols="span // 2",
-            gap_min="gap_min", gap_max="gap_max", continuous=str(continuous), seed="seed")
-    g.block("tx_rrc", "interp_fir_filter_xxx", (600, y0), type="ccf", interp="sps", taps="rrc")
+    g.block("tx_mod", "infercom_frame_modulator", (360, y0), tail_symbols="0",
+            gap_min="gap_min", gap_max="gap_max", continuous=str(continuous), seed="seed", sps="sps", beta="beta",
+            span="span")
     g.link("tx_ctl", "frames", "tx_mod", "in")
     g.link("tx_mod", "sent", "tx_ctl", "sent")
-    g.chain("tx_mod", "tx_rrc")
-    return "tx_rrc"
+    return "tx_mod"
 
 
 def rx_section(g: Graph, src: str, y0: int = 560, gui: bool = False, max_log2: str = "15"):
-    """matched filter -> burst_sync -> frame_demod -> chase_combiner, server_link; returns demod/chase names."""
-    g.block("rx_mf", "fir_filter_xxx", (16, y0), type="ccf", decim="1", taps="rrc", samp_delay="0",
-            minoutbuf="65536")
+    """matched filter (FFT, as in the apps) -> burst_sync -> frame_demod -> chase_combiner, server_link; returns demod/chase names."""
+    g.block("rx_mf", "fft_filter_xxx", (16, y0), type="ccf", decim="1", taps="rrc", samp_delay="0",
+            nthreads="1", minoutbuf="65536")
     g.block("rx_sync", "infercom_burst_sync", (260, y0), sps="sps", beta="beta", span="span",
             max_frame_len_log2=max_log2)
     g.block("rx_demod", "infercom_frame_demod", (520, y0), sps="sps", beta="beta", span="span")
@@ -164,7 +166,8 @@ def loopback(gui: bool) -> Graph:
     ch = channel(g, tx, 320, gui)
     demod, chase = rx_section(g, ch, gui=gui, max_log2="frame_len_log2")
     g.link("rx_link", "feedback", "tx_ctl", "feedback")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len")
+    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
+            minoutbuf=P2S_BUFFER)
     g.link(chase, "out", "rx_p2s", "pdus")
     if gui:
         g.block("gui_const", "qtgui_const_sink_x", (1240, 520), type="complex", name='"Soft symbols (Chase)"',
@@ -175,7 +178,8 @@ def loopback(gui: bool) -> Graph:
                 size="2048", srate="1", nconnections="1", autoscale="True")
         g.link("rx_p2s", 0, "gui_const", 0)
         g.link(ch, 0, "gui_spec", 0)
-        g.block("rx_p2s_raw", "pdu_pdu_to_tagged_stream", (1000, 700), type="complex", tag="packet_len")
+        g.block("rx_p2s_raw", "pdu_pdu_to_tagged_stream", (1000, 700), type="complex", tag="packet_len",
+            minoutbuf=P2S_BUFFER)
         g.link(demod, "out", "rx_p2s_raw", "pdus")
         g.link("rx_p2s_raw", 0, "gui_soft", 0)
     else:
@@ -187,7 +191,7 @@ def loopback(gui: bool) -> Graph:
 
 def tx_zmq() -> Graph:
     g = Graph("tx_zmq", "InferCom TX over ZeroMQ IQ", False,
-              "TX process: frames -> RRC -> ZeroMQ PUSH of IQ samples (a radio stand-in); feedback from the server")
+              "TX process: frames -> RRC-shaped bursts -> ZeroMQ PUSH of IQ samples (a radio stand-in); feedback from the server")
     common_vars(g)
     tx_params(g)
     g.param("iq_addr", "IQ address (bind)", "str", "tcp://127.0.0.1:5600", (16, 200))
@@ -220,7 +224,8 @@ def rx_zmq() -> Graph:
             freq_offset="cfo", epsilon="1.0", taps="[1.0]", seed="0", block_tags="False")
     g.chain("iq_in", "ch_model")
     demod, chase = rx_section(g, "ch_model")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len")
+    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
+            minoutbuf=P2S_BUFFER)
     g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
             append="False")
     g.link(chase, "out", "rx_p2s", "pdus")
@@ -273,7 +278,8 @@ def rx_uhd() -> Graph:
     g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (260, 200))
     g.block("rx_usrp", "uhd_usrp_source", (16, 400), **uhd_opts("rx", rx=True))
     demod, chase = rx_section(g, "rx_usrp")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len")
+    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
+            minoutbuf=P2S_BUFFER)
     g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
             append="False")
     g.link(chase, "out", "rx_p2s", "pdus")
