@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gnuradio import blocks, filter, gr
 
-from gnuradio.infercom import burst_sync, frame_demod
+from gnuradio.infercom import burst_sync
 from gnuradio.infercom.qa_frame_demod import make_stream, run_rx
 from gnuradio.infercom.tags import parse_pdu
 from infercom.channel import awgn, pulse_shape, rrc_taps

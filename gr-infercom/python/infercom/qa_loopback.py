@@ -69,7 +69,7 @@ def test_chase_two_attempts_gain_3db(images):
     img = load_image(sorted(images.iterdir())[0])
     x, _ = encode_image(img, LinkConfig(3, 3, 8, "importance", -2))
     fl = 1 << 12
-    single, combined = [], []
+    combined = []
     for m in fg.sink.frames:
         assert m["attempt"] in (0, 1)
     assert rep["summary"]["drained"]
