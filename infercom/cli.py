@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: subcommand -> (module path, one-line help)
@@ -36,8 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_gnuradio_logs() -> None:
+    """GNU Radio's logger writes to *stdout* by default, at level debug: its ``set_min_output_buffer`` info
+    lines would end up in ``--json`` output.  Unless the user set them, send GNU Radio's log to stderr at level
+    warn (environment overrides of the ``[LOG]`` section of gnuradio-runtime.conf; read when GNU Radio's
+    logging starts, so this must run before the first ``from gnuradio import gr``)."""
+    os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
+    os.environ.setdefault("GR_CONF_LOG_LOG_LEVEL", "warn")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_gnuradio_logs()
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()

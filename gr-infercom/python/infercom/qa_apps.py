@@ -76,3 +76,28 @@ def test_hw_configs_load_and_bad_ones_are_rejected(tmp_path):
         load_hw_config(str(bad))
     with pytest.raises(ValueError, match="not found"):
         load_hw_config("no_such_radio")
+
+
+def test_cli_json_output_is_pure_json(tmp_path):
+    """``infercom loopback --json`` prints only JSON lines on stdout: GNU Radio's own log (stdout by default)
+    is sent to stderr by the CLI, so the output pipes into ``jq`` or a script."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    src = Path(__file__).resolve().parents[1]          # the source tree's gnuradio.infercom, as in the other qa
+    code = ("import sys, gnuradio; gnuradio.__path__.insert(0, sys.argv[1]); from infercom.cli import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("GR_CONF_LOG")}
+    proc = subprocess.run([sys.executable, "-c", code, str(src), "loopback", "--images", str(tmp_path),
+                           "--snr-db", "6", "--frame-len-log2", "10", "--json"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    records = [json.loads(line) for line in lines]      # fails on any non-JSON line
+    assert records and "summary" in records[-1] and records[-1]["summary"]["frames_received"] > 0
