@@ -218,6 +218,17 @@ def run(args: argparse.Namespace) -> int:
     elif path == "gnuradio" and not _gnuradio_available():
         print("infercom demo: gnuradio.infercom is not installed (make oot), or use --path sim", file=sys.stderr)
         return 2
+    images = []
+    for f in files:                                   # an undecodable file is skipped, as in infercom simulate
+        try:
+            images.append((f, load_image(f)))
+        except ValueError as exc:
+            print(f"[demo] skipping {exc}", file=sys.stderr, flush=True)
+    if not images:
+        print("infercom demo: none of the images could be decoded", file=sys.stderr)
+        return 2
+    files = [f for f, _ in images]
+    images = [(f.name, img) for f, img in images]
     out = Path(args.out)
     for sub in ("artifacts", "inputs"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -226,7 +237,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "inputs").mkdir(parents=True)
     for i, f in enumerate(files):                     # links, not copies, in the order of the image ids
         (out / "inputs" / f"{i:02d}_{f.name}").symlink_to(f.resolve())
-    images = [(f.name, load_image(f)) for f in files]
     print(f"[demo] {len(images)} images ({', '.join(n for n, _ in images)}), Es/N0 {args.snr_db} dB, fading "
           f"{args.fading}, rate 1/{bh * bw}, path {path}, up to {args.max_attempts} attempts", flush=True)
     port = _free_port_pair()

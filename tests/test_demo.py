@@ -107,3 +107,21 @@ def test_demo_gnuradio_loopback_two_snrs(crops, tmp_path):
         snr = [a["snr_db"]["mean"] for a in att]
         assert abs(np.mean(snr) + 4.0) < 1.5                    # measured Es/N0 per attempt around -4 dB
     _check_report(lo, 3)
+
+
+def test_demo_skips_an_undecodable_image_and_fails_cleanly_when_none_is_left(tmp_path, capsys):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    (d / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (31, 47), dtype=np.uint8), "L").save(d / "b_gray_odd.png")
+    out = tmp_path / "demo"
+    rc = demo.main(["--path", "sim", "--images", str(d), "--snr-db", "10", "--fading", "none", "--max-attempts",
+                    "2", "--qoe", "consistency", "--restorer", "bicubic", "--out", str(out), "--timeout-s", "4"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "skipping" in err and "a_broken.png" in err
+    assert [im["image"] for im in _records(out)["images"]] == ["b_gray_odd.png"]
+    (d / "b_gray_odd.png").unlink()
+    assert demo.main(["--path", "sim", "--images", str(d), "--out", str(tmp_path / "demo2")]) == 2
+    assert "none of the images could be decoded" in capsys.readouterr().err
