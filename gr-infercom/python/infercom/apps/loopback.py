@@ -361,9 +361,10 @@ def _print_table(report: dict) -> None:
               f"{r['retransmissions']:>6}{(f'{ms:.2f}' if ms is not None else '-'):>10}{r['ber']:>10.5f}"
               f"{r['lowres_mse_mmse']:>10.1f}{r['psnr']:>8.2f}{r['ssim']:>7.3f}  "
               + " ".join(f"{b:.4f}" for b in r["ber_per_plane"]))
+    ms = s["measured_snr_db"]
     print(f"# frames sent {s['frames_sent']}, received {s['frames_received']}, header failures "
-          f"{s['header_failures']}, measured SNR {s['measured_snr_db']}, samples {s['samples']}, "
-          f"wall {s['wall_s']:.1f} s")
+          f"{s['header_failures']}, measured SNR {f'{ms:.2f} dB' if ms is not None else '-'}, "
+          f"samples {s['samples']}, wall {s['wall_s']:.1f} s")
 
 
 def run(args: argparse.Namespace) -> int:
