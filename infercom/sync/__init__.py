@@ -40,7 +40,7 @@ from .detector import _T1_DEFAULT, _T2_DEFAULT, _stage1_noise_tail, stage1_noise
 from .detector_kernels import (  # noqa: F401
     S_CONST, S_SEG, _frank_corr_kernel, _segcorr_kernel, _stage1_kernel, _stage1_scan_kernel, _stage2_kernel)
 from .interpolator import (  # noqa: F401
-    _INTERP_HALF, _NTAB, _TAP_TABLE, _interp_taps, _interp_taps_exact, _rotate_kernel, _symbols, _symbols_kernel)
+    _INTERP_HALF, _NTAB, _TAP_TABLE, _interp_taps, _interp_taps_exact, _symbols, _symbols_kernel)
 from .matched_filter import _fir_kernel  # noqa: F401
 from .measure import benchmark, measure_detection, noise_statistics  # noqa: F401
 from .reference import (  # noqa: F401

@@ -110,25 +110,6 @@ def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out_f):
         bi *= mag
 
 
-@numba.njit(cache=True, nogil=True)
-def _rotate_kernel(y, f_sym, ph0, out):
-    """out[k] = y[k] * exp(-j(2 pi f_sym k + ph0)) (float64 phasor recursion, renormalised)."""
-    a = -2.0 * np.pi * f_sym
-    sr = np.cos(a)
-    si = np.sin(a)
-    pr = np.cos(-ph0)
-    pi_ = np.sin(-ph0)
-    for k in range(y.size):
-        out[k] = y[k] * complex(pr, pi_)
-        t = pr * sr - pi_ * si
-        pi_ = pr * si + pi_ * sr
-        pr = t
-        if (k & 1023) == 1023:
-            m = 1.0 / np.sqrt(pr * pr + pi_ * pi_)
-            pr *= m
-            pi_ *= m
-
-
 def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float, ph0: float) -> np.ndarray:
     """Symbols k0 .. k0+n_sym-1 of a burst whose symbol 0 is at (window-relative) ``timing``, de-rotated by
     ``f_sym`` cycles/symbol and ``ph0``."""
