@@ -149,3 +149,35 @@ def test_resume_restores_training_exactly(tmp_path):
     assert s2 is not None and info["step"] == 3
     with pytest.raises(ValueError):
         rmodel.load_checkpoint(b_dir / "log" / "m_loss.csv")
+
+
+def test_init_fine_tunes_from_an_exported_checkpoint(tmp_path):
+    """--init starts from the checkpoint's weights (a 0-step run re-exports them unchanged), records where they
+    came from, trains on from there, and refuses --resume together with it."""
+    torch.set_num_threads(1)
+    data = tmp_path / "imgs"
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        imageio.save_image(data / f"im{i}.png", rng.integers(0, 256, (40, 44, 3), dtype=np.uint8))
+    base = tmp_path / "base"
+    base.mkdir()
+    rtrain.train(_args(base, data, 2))
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    args = _args(ft, data, 3)
+    args.init = str(base / "m.pt")
+    args.stop_after = 1
+    rtrain.train(args)
+    b1, b2, _ = rmodel.load_checkpoint(base / "m.pt")
+    f1, f2, info = rmodel.load_checkpoint(ft / "m.pt")
+    assert info["init"]["checkpoint"] == str(base / "m.pt") and info["init"]["steps"] == 2
+    assert info["step"] == 1
+    changed = [not torch.equal(a, b) for a, b in zip(b1.state_dict().values(), f1.state_dict().values())]
+    assert any(changed)                                  # one fine-tuning step moved the EMA weights ...
+    diff = max(float((a - b).abs().max()) for a, b in zip(b1.state_dict().values(), f1.state_dict().values())
+               if a.dtype.is_floating_point)
+    assert diff < 0.05                                   # ... a little: it started from the checkpoint
+    args = _args(ft, data, 3, resume=True)
+    args.init = str(base / "m.pt")
+    with pytest.raises(ValueError, match="exclude"):
+        rtrain.train(args)

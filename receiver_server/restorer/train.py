@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", type=int, default=0,
                    help="stop (and save) after this many steps of this invocation; 0 = run to --steps")
     p.add_argument("--resume", action="store_true", help="continue from --state")
+    p.add_argument("--init", default=None,
+                   help="fine-tune: start both stages (weights and EMA) from this exported checkpoint, with a new "
+                        "optimiser and learning-rate schedule (e.g. the shipped one on your own images)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -190,6 +193,25 @@ def load_state(path: Path, s1, s2, ema1, ema2, opt, rng, gen) -> int:
     return int(st["step"])
 
 
+def init_weights(path: Path, arch: dict, s1, s2, ema1, ema2) -> dict:
+    """Copy an exported checkpoint's weights into the networks and their EMA (fine-tuning start); returns what
+    the new checkpoint's metadata records about its origin.  ValueError when the architecture differs."""
+    from .model import load_checkpoint
+
+    c1, c2, info = load_checkpoint(path)
+    ck_arch = torch.load(path, map_location="cpu", weights_only=False)["arch"]
+    if ck_arch != arch:
+        raise ValueError(f"--init {path}: architecture {ck_arch} differs from this trainer's {arch}")
+    with torch.no_grad():
+        for dst in (s1, ema1):
+            dst.load_state_dict(c1.state_dict())
+        if c2 is not None:
+            for dst in (s2, ema2):
+                dst.load_state_dict(c2.state_dict())
+    return {"checkpoint": str(path), "steps": info.get("step"), "command": info.get("command"),
+            "stage2": c2 is not None}
+
+
 def plot_loss(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -246,18 +268,26 @@ def train(args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     s1, s2, ema1, ema2, opt = build(arch, args.lr, device)
     step = 0
+    init_info = None
+    if args.resume and args.init:
+        raise ValueError("--resume and --init exclude each other (the state already holds the weights)")
     if args.resume:
         if not state_path.is_file():
             raise ValueError(f"--resume: no training state at {state_path}")
         step = load_state(state_path, s1, s2, ema1, ema2, opt, rng, gen)
-    elif csv_path.exists():
-        csv_path.unlink()
+    else:
+        if args.init:
+            init_info = init_weights(Path(args.init), arch, s1, s2, ema1, ema2)
+        if csv_path.exists():
+            csv_path.unlink()
     command = "infercom train-restorer " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "train-restorer" else "train(" + repr(vars(args)) + ")"
     meta = {"command": command, "data": [str(d) for d in args.data], "n_images": len(imgs),
             "rates": [f"{bh}x{bw}" for bh, bw in rates], "batch": args.batch, "patch": args.patch,
             "stage": args.stage, "lr": args.lr, "seed": args.seed, "spec": repr(spec),
             "params": {"stage1": n_params(s1), "stage2": n_params(s2)}, "torch": torch.__version__}
+    if init_info is not None:
+        meta["init"] = init_info
     first_step = step
     train1 = args.stage in ("1", "both")
     train2 = args.stage in ("2", "both")
@@ -313,7 +343,8 @@ def train(args) -> dict:
             fcsv.flush()
             meta["steps"] = step
             save_state(state_path, arch, s1, s2, ema1, ema2, opt, step, rng, gen, meta)
-            export(out, arch, ema1, ema2 if (train2 or args.resume) else None, meta, step)
+            keep2 = train2 or args.resume or bool(init_info and init_info["stage2"])
+            export(out, arch, ema1, ema2 if keep2 else None, meta, step)
             plot_loss(csv_path, png_path)
         if out_of_time:
             break
