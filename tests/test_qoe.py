@@ -632,6 +632,18 @@ def test_single_metric_calibration_adds_to_the_restorers_entry():
     doc = merge_calibration({"restorers": {"bicubic": old}}, {"bicubic": e, "gen": new})
     assert doc["thresholds"] == e["thresholds"] and set(doc["restorers"]) == {"bicubic", "gen"}
     assert threshold_from(doc, "gen") == 24.0
+    # recalibrating a metric with a new checkpoint updates the entry's fingerprint, not only the metric's record
+    from receiver_server.qoe import calibrate as cal_mod
+
+    stale = dict(old, restorer_checkpoint={"path": "m.pt", "sha256": "old"})
+    orig = cal_mod.checkpoint_fingerprint
+    cal_mod.checkpoint_fingerprint = lambda name: {"path": "m.pt", "sha256": "new"}
+    try:
+        e2 = add_metric_entry(stale, args, "gen", ["a"], [0.0], res, "cmd", 1.0)
+    finally:
+        cal_mod.checkpoint_fingerprint = orig
+    assert e2["restorer_checkpoint"]["sha256"] == "new"
+    assert e2["calibrations"]["reliability"]["restorer_checkpoint"]["sha256"] == "new"
 
 
 def threshold_from(doc: dict, restorer: str) -> float:

@@ -303,6 +303,9 @@ def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, s
     e = dict(old_entry or {"restorer": restorer, "thresholds": {},
                            "restorer_checkpoint": checkpoint_fingerprint(restorer)})
     e["thresholds"] = dict(e.get("thresholds") or {}) | result["thresholds"]
+    fingerprint = checkpoint_fingerprint(restorer)
+    if fingerprint is not None:      # the entry names the checkpoint of its latest calibration (was kept stale)
+        e["restorer_checkpoint"] = fingerprint
     rule = label_rule(args)
     rec = {"threshold": None, "command": cmd, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "method": (f"{restorer} restorer on bsds500 through infercom.link + infercom.channel.awgn (symbol "
@@ -317,7 +320,7 @@ def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, s
                        "n_images": len(paths), "images": "the first n_images by name"},
            "snrs_db": snrs, "seed": args.seed, "counts": result["counts"],
            "per_snr_median": result["per_snr_median"], "runtime_s": round(runtime_s, 1),
-           "machine": platform.platform(), "restorer_checkpoint": checkpoint_fingerprint(restorer)}
+           "machine": platform.platform(), "restorer_checkpoint": fingerprint}
     cal = dict(e.get("calibrations") or {})
     for m, t in result["thresholds"].items():
         cal[m] = dict(rec, threshold=t, separation=result["separation"][m])
