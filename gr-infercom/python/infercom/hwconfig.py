@@ -76,3 +76,26 @@ def load_hw_config(name_or_path: str) -> dict:
     cfg.setdefault("bandwidth", 0.0)
     cfg["path"] = str(path)
     return cfg
+
+
+def configure_usrp(usrp, hw: dict, direction: str, all_mboards=None) -> None:
+    """Apply a :func:`load_hw_config` set-up to a ``uhd.usrp_source`` (``direction="rx"``) or ``usrp_sink``
+    (``"tx"``), channel 0: master clock (when given), clock and time source, sample rate (S/s), centre frequency
+    (Hz), the direction's gain (dB) and antenna, analog bandwidth (Hz, when non-zero).  ``all_mboards`` is
+    ``uhd.ALL_MBOARDS`` (imported here when not given)."""
+    if direction not in ("rx", "tx"):
+        raise ValueError(f"configure_usrp: direction must be 'rx' or 'tx', got {direction!r}")
+    if hw.get("master_clock_rate"):
+        if all_mboards is None:
+            from gnuradio import uhd
+
+            all_mboards = uhd.ALL_MBOARDS
+        usrp.set_clock_rate(hw["master_clock_rate"], all_mboards)
+    usrp.set_clock_source(hw["clock_source"], 0)
+    usrp.set_time_source(hw["time_source"], 0)
+    usrp.set_samp_rate(hw["sample_rate"])
+    usrp.set_center_freq(hw["center_freq"], 0)
+    usrp.set_gain(hw[f"{direction}_gain"], 0)
+    usrp.set_antenna(hw[f"{direction}_antenna"], 0)
+    if hw.get("bandwidth"):
+        usrp.set_bandwidth(hw["bandwidth"], 0)

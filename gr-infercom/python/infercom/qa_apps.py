@@ -101,3 +101,28 @@ def test_cli_json_output_is_pure_json(tmp_path):
     lines = proc.stdout.splitlines()
     records = [json.loads(line) for line in lines]      # fails on any non-JSON line
     assert records and "summary" in records[-1] and records[-1]["summary"]["frames_received"] > 0
+
+
+def test_configure_usrp_applies_the_direction_s_settings():
+    from gnuradio.infercom.hwconfig import configure_usrp
+
+    class FakeUsrp:
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return lambda *a: self.calls.append((name, *a))
+
+    hw = load_hw_config("x310")
+    for direction in ("rx", "tx"):
+        dev = FakeUsrp()
+        configure_usrp(dev, hw, direction, all_mboards="ALL")
+        calls = {c[0]: c[1:] for c in dev.calls}
+        assert calls["set_gain"] == (hw[f"{direction}_gain"], 0)
+        assert calls["set_antenna"] == (hw[f"{direction}_antenna"], 0)
+        assert calls["set_samp_rate"] == (hw["sample_rate"],) and calls["set_center_freq"] == (hw["center_freq"], 0)
+        assert calls["set_clock_source"] == (hw["clock_source"], 0)
+        assert ("set_clock_rate" in calls) == bool(hw.get("master_clock_rate"))
+        assert ("set_bandwidth" in calls) == bool(hw.get("bandwidth"))
+    with pytest.raises(ValueError):
+        configure_usrp(FakeUsrp(), hw, "both")

@@ -65,7 +65,7 @@ class RxFlowgraph(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_rx")
         from .. import burst_sync, chase_combiner, frame_demod, server_link
-        from ..hwconfig import load_hw_config
+        from ..hwconfig import configure_usrp, load_hw_config
         from infercom.channel import rrc_taps
 
         self.hw = load_hw_config(args.hw) if args.radio == "uhd" else None
@@ -79,16 +79,7 @@ class RxFlowgraph(gr.top_block):
 
             hw = self.hw
             self.src = uhd.usrp_source(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
-            if hw.get("master_clock_rate"):
-                self.src.set_clock_rate(hw["master_clock_rate"], uhd.ALL_MBOARDS)
-            self.src.set_clock_source(hw["clock_source"], 0)
-            self.src.set_time_source(hw["time_source"], 0)
-            self.src.set_samp_rate(hw["sample_rate"])
-            self.src.set_center_freq(hw["center_freq"], 0)
-            self.src.set_gain(hw["rx_gain"], 0)
-            self.src.set_antenna(hw["rx_antenna"], 0)
-            if hw.get("bandwidth"):
-                self.src.set_bandwidth(hw["bandwidth"], 0)
+            configure_usrp(self.src, hw, "rx", uhd.ALL_MBOARDS)
         self.mf = filter.fft_filter_ccf(1, rrc_taps(sps, 0.35, 8).tolist())
         self.mf.set_min_output_buffer(1 << 16)
         src = self.src

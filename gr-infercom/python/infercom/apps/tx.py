@@ -42,7 +42,7 @@ class TxFlowgraph(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_tx")
         from .. import frame_modulator, server_link, tx_controller
-        from ..hwconfig import load_hw_config
+        from ..hwconfig import configure_usrp, load_hw_config
         from infercom.frame import FrameFormat
 
         bh, bw = block_size(args)
@@ -74,16 +74,7 @@ class TxFlowgraph(gr.top_block):
             hw = self.hw
             self.amp = blocks.multiply_const_cc(args.amplitude)
             self.sink = uhd.usrp_sink(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
-            if hw.get("master_clock_rate"):
-                self.sink.set_clock_rate(hw["master_clock_rate"], uhd.ALL_MBOARDS)
-            self.sink.set_clock_source(hw["clock_source"], 0)
-            self.sink.set_time_source(hw["time_source"], 0)
-            self.sink.set_samp_rate(hw["sample_rate"])
-            self.sink.set_center_freq(hw["center_freq"], 0)
-            self.sink.set_gain(hw["tx_gain"], 0)
-            self.sink.set_antenna(hw["tx_antenna"], 0)
-            if hw.get("bandwidth"):
-                self.sink.set_bandwidth(hw["bandwidth"], 0)
+            configure_usrp(self.sink, hw, "tx", uhd.ALL_MBOARDS)
             self.connect(self.mod, self.amp, self.sink)
 
 
