@@ -117,8 +117,8 @@ def _layout(n_payload: int, pilot_spacing: int) -> tuple[np.ndarray, np.ndarray]
 @lru_cache(maxsize=64)
 def _frame_template(n_payload: int, pilot_spacing: int) -> np.ndarray:
     """A frame with its preamble and pilots in place (header and payload slots zero); read-only."""
-    dpos, ppos = _layout(n_payload, pilot_spacing)
-    t = np.zeros(int(dpos[-1]) + 1 + pre.PILOT_LEN if dpos.size else pre.PREAMBLE_LEN, np.complex64)
+    _, ppos = _layout(n_payload, pilot_spacing)
+    t = np.zeros(FrameFormat(pilot_spacing=pilot_spacing).frame_symbols(n_payload), np.complex64)
     t[: pre.PREAMBLE_LEN] = pre.preamble()
     t[ppos] = pre.pilot_symbols(ppos.size // pre.PILOT_LEN)
     t.flags.writeable = False
@@ -148,8 +148,6 @@ def build_frame(h: FrameHeader, payload_chunk, fmt: FrameFormat | None = None) -
         raise ValueError("payload contains NaN or inf")
     dpos, _ = frame_layout(c.size, fmt)
     out = _frame_template(c.size, fmt.pilot_spacing).copy()
-    if out.size != fmt.frame_symbols(c.size):
-        raise RuntimeError("frame template size disagrees with the frame format")
     out[dpos[:HEADER_SYMBOLS]] = encode_header(h)
     out[dpos[HEADER_SYMBOLS:]] = c
     return out

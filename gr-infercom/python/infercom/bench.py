@@ -304,6 +304,12 @@ def tx_blocks(n_images: int) -> dict:
     tail = fmt.span // 2
     n_frames = len(frames) * n_images
     n_sym = sum(s.size for _, s in frames) * n_images
+
+    def burst_items(sps: int) -> int:
+        """Items the modulator sends: symbols + tails at sps 1; at sps >= 2 samples, the RRC response included
+        (the interpolator variant gets ``span`` extra zero symbols per burst, so it sends as many samples)."""
+        return (n_sym + n_frames * tail) * sps + (n_frames * fmt.span * sps if sps > 1 else 0)
+
     taps = rrc_taps(SPS, fmt.beta, fmt.span).tolist()
 
     def chain_once(gr_interp: bool):
@@ -318,13 +324,12 @@ def tx_blocks(n_images: int) -> dict:
             interp = filter.interp_fir_filter_ccf(SPS, taps)
             interp.set_min_output_buffer(BUFFER)
             tb.connect(mod, interp, sink)
-            n_out = (n_sym + n_frames * (tail + fmt.span)) * SPS
         else:
             mod = frame_modulator(tail, 0, 0, False, 4096, 0, SPS, fmt.beta, fmt.span)
             tb.connect(mod, sink)
-            n_out = (n_sym + n_frames * tail) * SPS + n_frames * fmt.span * SPS
         tb.msg_connect(ctl, "frames", mod, "in")
         tb.msg_connect(mod, "sent", ctl, "sent")
+        n_out = burst_items(SPS)
         t0 = time.perf_counter()
         tb.start()
         while sink.nitems_read(0) < n_out and time.perf_counter() - t0 < 600:
@@ -340,7 +345,7 @@ def tx_blocks(n_images: int) -> dict:
         pdus = [make_pdu(header_to_meta(h), s) for h, s in frames] * n_images
         for p in pdus:
             mod.to_basic_block()._post(pmt.intern("in"), p)
-        n_items = (n_sym + n_frames * tail) * sps + (n_frames * fmt.span * sps if sps > 1 else 0)
+        n_items = burst_items(sps)
         head = blocks.head(gr.sizeof_gr_complex, n_items)
         tb.connect(mod, head, blocks.null_sink(gr.sizeof_gr_complex))
         return n_items / _timed_run(tb) / 1e6
@@ -349,7 +354,7 @@ def tx_blocks(n_images: int) -> dict:
             "tx_chain_gr_interp_msps": max(chain_once(True) for _ in range(REPEATS)),
             "frame_modulator_msps": max(mod_once(1) for _ in range(REPEATS)),
             "frame_modulator_shaping_msps": max(mod_once(SPS) for _ in range(REPEATS)), "tx_image": name,
-            "tx_images": n_images, "tx_samples": (n_sym + n_frames * tail) * SPS + n_frames * fmt.span * SPS}
+            "tx_images": n_images, "tx_samples": burst_items(SPS)}
 
 
 def stream_blocks(samples: np.ndarray, n_items: int) -> dict:
