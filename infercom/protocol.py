@@ -25,6 +25,7 @@ Message types
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -38,7 +39,7 @@ __all__ = [
     "MAX_FRAME_LEN_LOG2", "MAX_SOFT_FRAME_BYTES", "MAX_JSON_BYTES", "MAX_STATUS_BYTES", "REJECT_REASONS",
     "PROFILES", "DECISIONS", "RESEND_MODES", "ProtocolError", "ImageConfig", "SoftFrame", "Feedback",
     "StatusRequest", "StatusResponse", "encode", "decode", "encode_soft_frame", "message_type",
-    "feedback_topic", "n_payload_symbols", "frame_count", "frame_payload_len",
+    "feedback_topic", "frame_digest", "n_payload_symbols", "frame_count", "frame_payload_len",
 ]
 
 MAGIC = b"IC"
@@ -76,6 +77,9 @@ _ENVELOPE = struct.Struct("<2sBB")
 #  height u16 | width u16 | frame_len_log2 u8 |
 #  stream_id u64 | seq u64 | snr_db f32 | noise_var f32 | n_sym u32
 _SOFT = struct.Struct("<BBHBH BBBBBbB HHB QQffI".replace(" ", ""))
+#: byte range of stream_id + seq inside a soft_frame message (what a replay under fresh ids changes)
+_SOFT_IDS = slice(_ENVELOPE.size + struct.calcsize("<BBHBH BBBBBbB HHB".replace(" ", "")),
+                  _ENVELOPE.size + struct.calcsize("<BBHBH BBBBBbB HHB QQ".replace(" ", "")))
 _FLAG_NV_PER_SYMBOL = 0x01
 _SOFT_FLAGS = _FLAG_NV_PER_SYMBOL
 # feedback fixed header, after the envelope:
@@ -455,6 +459,16 @@ def encode(msg: SoftFrame | Feedback | StatusRequest | StatusResponse) -> bytes:
         body = _dump_json(dict(msg.body), MAX_STATUS_BYTES)
         return _ENVELOPE.pack(MAGIC, VERSION, MSG_STATUS) + _STATUS_LEN.pack(len(body)) + body
     raise TypeError(f"cannot encode {type(msg).__name__}")
+
+
+def frame_digest(buf: bytes) -> bytes:
+    """16-byte BLAKE2b digest of a soft_frame message without its ``stream_id`` and ``seq``: the same frame
+    (header fields, measured SNR, symbols, noise variances) has the same digest whatever ids a sender puts on
+    it, so a replay guard keyed on it does not depend on ids an attacker chooses."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(memoryview(buf)[:_SOFT_IDS.start])
+    h.update(memoryview(buf)[_SOFT_IDS.stop:])
+    return h.digest()
 
 
 def decode(buf: bytes) -> SoftFrame | Feedback | StatusRequest | StatusResponse:

@@ -96,6 +96,62 @@ def lpf_encode(img: np.ndarray, bh: int, bw: int) -> np.ndarray:
     return out
 
 
+def block_means(img: np.ndarray, bh: int, bw: int) -> np.ndarray:
+    """Unrounded block means (float64 (h, w, C)) of a real (H, W, C) image with the encoder's edge padding."""
+    a = np.asarray(img, dtype=np.float64)
+    hh, ww = lowres_shape(a.shape[0], a.shape[1], bh, bw)
+    p = np.pad(a, ((0, hh * bh - a.shape[0]), (0, ww * bw - a.shape[1]), (0, 0)), mode="edge")
+    return p.reshape(hh, bh, ww, bw, a.shape[2]).mean(axis=(1, 3))
+
+
+def project_block_means(img: np.ndarray, target: np.ndarray, tol: np.ndarray | float, bh: int, bw: int,
+                        smooth_iters: int = 3, exact_iters: int = 6) -> np.ndarray:
+    """Move an image as little as needed so that each ``bh x bw`` block mean (encoder padding) lies within
+    ``tol`` grey levels of ``target``.
+
+    ``img``: uint8 (H, W, C); ``target``: (h, w, C) grey levels; ``tol``: scalar or (h, w, C), >= 0, ``inf``
+    where a value is unconstrained. Blocks already within ``tol`` are moved only by the spill-over of the
+    smooth passes. ``smooth_iters`` passes subtract each block's excess spread by bilinear interpolation
+    (no block-edge steps); then ``exact_iters`` passes shift the blocks still outside by their excess
+    (repeated because pixels clip at 0 and 255). Returns uint8 (H, W, C): after the final rounding each block
+    mean is within ``tol + 0.5`` of its target wherever the target lies in [0, 255].
+    """
+    bh, bw = check_block(bh, bw)
+    a = as_image3(img)
+    H, W, C = a.shape
+    hh, ww = lowres_shape(H, W, bh, bw)
+    t = np.asarray(target, dtype=np.float64)
+    if t.ndim == 2:
+        t = t[:, :, None]
+    if t.shape != (hh, ww, C):
+        raise ValueError(f"target shape {t.shape} != ({hh}, {ww}, {C}) for {H}x{W} with {bh}x{bw} blocks")
+    r = np.broadcast_to(np.asarray(tol, dtype=np.float64), t.shape)
+    if np.any(np.isnan(r)) or np.any(r < 0):
+        raise ValueError("tol must be >= 0 (inf: unconstrained)")
+    x = a.astype(np.float64)
+
+    def excess() -> np.ndarray:
+        d = block_means(x, bh, bw) - t
+        return np.where(np.isfinite(r), d - np.clip(d, -r, r), 0.0)
+
+    for _ in range(smooth_iters if bh * bw > 1 else 0):
+        e = excess()
+        if not np.any(e):
+            break
+        for c in range(C):
+            im = Image.fromarray(np.ascontiguousarray(e[:, :, c], dtype=np.float32), mode="F")
+            up = np.asarray(im.resize((ww * bw, hh * bh), Image.BILINEAR), dtype=np.float64)
+            x[:, :, c] -= up[:H, :W]
+        np.clip(x, 0.0, 255.0, out=x)
+    for _ in range(exact_iters):
+        e = excess()
+        if not np.any(e):
+            break
+        x -= np.repeat(np.repeat(e, bh, axis=0), bw, axis=1)[:H, :W]
+        np.clip(x, 0.0, 255.0, out=x)
+    return np.rint(x).astype(np.uint8)
+
+
 def op_count(height: int, width: int, channels: int, bh: int, bw: int) -> dict:
     """Exact arithmetic of :func:`lpf_encode` for one image (padding included).
 

@@ -9,17 +9,28 @@ every frame expected for it has arrived (all frames, or the ones a selective NAC
 
 Rules for a frame of attempt ``a`` when the image's newest attempt is ``c`` (docs/server.md):
 
-* ``a > c``: a new attempt. An incomplete attempt ``c`` is folded into the combiner without a decision
-  (superseded: the transmitter has moved on). A new image configuration (``refine``) restarts the
-  combination: earlier attempts were of another block size.
+* ``c < a <= c + MAX_ATTEMPT_JUMP``: a new attempt (a jump of 2 allows one attempt lost whole). An incomplete
+  attempt ``c`` is folded into the combination without a decision (superseded: the transmitter has moved on). A
+  new image configuration (``refine``) restarts the combination: earlier attempts were of another block size.
+  A larger jump is rejected (``attempt_jump``): a transmitter never skips attempts it was not told about.
 * ``a == c``: added (a duplicate frame index is dropped); after completion: a late frame, dropped.
-* ``a < c``: stale, dropped; except ``a == 0``, which starts a new image that reuses the id (a restarted
-  transmitter).
+* ``a < c``: stale, dropped; except ``a == 0`` from the image's own RX peer, which starts a new image reusing
+  the id (a restarted transmitter).
 * The image was decided (ACK/FAIL) at attempt ``d``: ``a > d`` re-answers the decision once per attempt (the
-  transmitter did not get it); ``a == 0`` (or ``a <= d`` with attempt 0) starts a new image.
+  transmitter did not get it); ``a == 0`` starts a new image that reuses the id.
+* An undecided image belongs to the RX peer that delivered its first frame (``source``: its ZeroMQ routing id,
+  which the ROUTER assigns and a client cannot choose): a frame of it from another peer is rejected
+  (``foreign_stream``) and marks the image *contested*; a contested image is never acknowledged
+  (docs/server.md, Security). Another RX stream therefore cannot reset or complete an image in progress.
 
-:class:`Assembler` holds all images within a count and a memory bound, evicting the least recently active
-(an evicted image that had not been decided produces a record with ``outcome = "evicted"``).
+Memory grows with what arrived, not with what a header declares: an attempt keeps only its received frames and
+the combination only the frames some attempt delivered (``infercom.frame.Reassembler``, MRC per frame); whole
+image arrays are built for inference only when at least ``min_received_fraction`` of the image's payload
+symbols arrived (otherwise the job carries none and is answered without restoring).
+
+:class:`Assembler` holds all images within a count, a memory bound (buffers plus the queued jobs' arrays,
+``external_bytes``) and a pixel bound per transmitter, evicting the least recently active (an evicted image
+that had not been decided produces a record with ``outcome = "evicted"``).
 """
 
 from __future__ import annotations
@@ -34,7 +45,18 @@ import numpy as np
 from infercom import chase
 from infercom.protocol import ImageConfig, SoftFrame
 
-__all__ = ["AttemptJob", "ImageAssembly", "Assembler", "Event"]
+__all__ = ["AttemptJob", "ImageAssembly", "Assembler", "Event", "Rejected", "MAX_ATTEMPT_JUMP"]
+
+#: a new attempt may exceed the newest one received by at most this (one attempt lost whole in between)
+MAX_ATTEMPT_JUMP = 2
+
+
+class Rejected(Exception):
+    """A frame the assembly refuses; ``reason`` is counted by the server like a protocol reject."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -45,8 +67,9 @@ class AttemptJob:
     attempt: int
     generation: int                 # increments when the image restarts (refine / id reuse)
     config: ImageConfig
-    y: np.ndarray                   # complex64 (n_symbols,), Chase-combined over the generation's attempts
-    noise_var: np.ndarray           # float32 (n_symbols,), inf where no attempt delivered the symbol
+    y: np.ndarray | None            # complex64 (n_symbols,), Chase-combined over the generation's attempts;
+    noise_var: np.ndarray | None    # float32 (n_symbols,), inf where no attempt delivered the symbol; both None
+                                    # when less than min_received_fraction arrived (answered without restoring)
     frame_snr_db: np.ndarray        # float64 (n_frames,), combined Es/N0 per frame, -inf if never received
     attempts_combined: int
     missing_frames: list[int]       # frames this attempt expected but did not get
@@ -54,7 +77,14 @@ class AttemptJob:
     first_frame_at: float
     completed_at: float
     timed_out: bool
+    received_fraction: float = 1.0  # payload symbols delivered by some attempt of this generation / n_symbols
+    contested: int = 0              # frames of this image rejected from other streams (never ACKed if > 0)
     queued_at: float = 0.0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the soft-symbol arrays this job holds."""
+        return 0 if self.y is None else int(self.y.nbytes + self.noise_var.nbytes)
 
 
 @dataclass
@@ -104,18 +134,15 @@ class _AttemptInfo:
         }
 
 
-def _reassembler_for(msg: SoftFrame):
-    from infercom.frame import Reassembler
-    return Reassembler(msg.frame_header())
-
-
 class ImageAssembly:
     """Assembly and Chase-combining state of one image (see the module docstring for the rules)."""
 
-    def __init__(self, msg: SoftFrame, now: float, generation: int = 0):
+    def __init__(self, msg: SoftFrame, now: float, generation: int = 0, source: bytes | None = None):
         self.key = msg.key
         self.created_at = now
         self.last_activity = now
+        self.source = source                       # RX peer (ZeroMQ routing id) owning it while undecided
+        self.contested = 0                         # frames rejected from other streams
         self.attempts: list[_AttemptInfo] = []
         self.decision: str | None = None          # ACK | FAIL once decided
         self.decided_attempt: int | None = None
@@ -127,28 +154,37 @@ class ImageAssembly:
 
     # ------------------------------------------------------------------ state
     def _restart(self, config: ImageConfig) -> None:
+        from infercom.frame import Reassembler
         self.config = config
         self.generation += 1
         self.n_frames = config.frame_count()
         self.n_symbols = config.n_symbols()
-        self.combiner = chase.ChaseCombiner(self.n_symbols)
+        self.combination: Reassembler | None = Reassembler()   # received frames, MRC over attempts
+        self.attempts_combined = 0
         self.frame_lin = np.zeros(self.n_frames)     # sum over attempts of linear Es/N0 per frame
         self.current: _AttemptInfo | None = None
-        self._reasm = None
+        self._frames: dict[int, tuple[Any, np.ndarray, Any]] | None = None   # current attempt: idx -> h, y, nv
         self.next_expected = None
 
     @property
+    def pixels(self) -> int:
+        return int(self.config.height) * int(self.config.width)
+
+    @property
     def nbytes(self) -> int:
-        """Approximate soft-symbol memory held (combiner + the attempt being assembled), bytes."""
-        if self.combiner is None:
+        """Soft-symbol memory held (the combination + the attempt being assembled), bytes: 12 per symbol held
+        (complex64 y + float32 noise variance), whatever size the header declares."""
+        if self.combination is None:
             return 0
-        return self.n_symbols * 12 * (2 if self._reasm is not None else 1)
+        held = sum(self.config.frame_payload_len(i) for i in self.frame_lin.nonzero()[0])
+        held += sum(y.size for _, y, _ in (self._frames or {}).values())
+        return 12 * int(held)
 
     def close(self, decision: str, attempt: int) -> None:
         """The image is decided: free its soft symbols, keep a tombstone to re-answer late attempts."""
         self.decision, self.decided_attempt = decision, attempt
-        self.combiner = None
-        self._reasm = None
+        self.combination = None
+        self._frames = None
         for a in self.attempts:
             if a.decision is None and a.reason is None:
                 a.reason = f"no decision: the image was decided ({decision}) at attempt {attempt}"
@@ -157,12 +193,17 @@ class ImageAssembly:
     def newest_attempt(self) -> int:
         return self.attempts[-1].attempt if self.attempts else -1
 
+    @property
+    def assembling(self) -> bool:
+        """An attempt is being assembled (frames still welcome)."""
+        return self._frames is not None
+
     def _start_attempt(self, msg: SoftFrame, now: float) -> None:
         self.current = _AttemptInfo(msg.attempt, self.generation, msg.config.bh, msg.config.bw,
                                     self.next_expected, now, now)
         self.next_expected = None
         self.attempts.append(self.current)
-        self._reasm = _reassembler_for(msg)
+        self._frames = {}
 
     def _add_frame(self, msg: SoftFrame, now: float, stats) -> None:
         a = self.current
@@ -171,28 +212,29 @@ class ImageAssembly:
             return
         n = self.config.frame_payload_len(msg.frame_idx)
         nv = msg.noise_var if np.ndim(msg.noise_var) == 0 else msg.noise_var[:n]
-        self._reasm.add(msg.frame_header(), msg.y[:n], nv)
+        self._frames[msg.frame_idx] = (msg.frame_header(), msg.y[:n], nv)
         a.frames[msg.frame_idx] = msg.snr_db
         a.last_at = now
         stats.inc("frames_accepted")
 
     def _fold(self, now: float, superseded: bool) -> None:
-        """Add the current attempt to the combiner and close it."""
+        """Add the current attempt's frames to the combination (MRC per frame) and close the attempt."""
         a = self.current
-        y, nv = self._reasm.payload()
-        self.combiner.add(y, nv)
+        for h, y, nv in self._frames.values():
+            self.combination.add(h, y, nv)
+        self.attempts_combined += 1
         for f, snr in a.frames.items():
             self.frame_lin[f] += 10.0 ** (snr / 10.0)
         a.completed_at = now
         a.superseded = superseded
         if superseded:
             a.reason = "no decision: a newer attempt arrived before this one completed"
-        self._reasm = None
+        self._frames = None
 
     def is_complete(self, now: float, timeout_s: float) -> tuple[bool, bool]:
         """(complete, by timeout) for the attempt being assembled."""
         a = self.current
-        if a is None or self._reasm is None:
+        if a is None or self._frames is None:
             return False, False
         got = set(a.frames)
         if len(got) == self.n_frames:
@@ -203,29 +245,37 @@ class ImageAssembly:
             return True, True
         return False, False
 
-    def make_job(self, now: float, timed_out: bool) -> AttemptJob:
+    def make_job(self, now: float, timed_out: bool, min_received_fraction: float = 0.0) -> AttemptJob:
+        """Fold the current attempt and hand out the combination. Whole-image arrays are built only when at
+        least ``min_received_fraction`` of the payload symbols arrived in some attempt; otherwise the job
+        carries none (``y = noise_var = None``) and is answered without restoring."""
         a = self.current
         self._fold(now, superseded=False)
         a.timed_out = timed_out
         self.in_flight += 1
-        y, nv = self.combiner.result()
+        received = [int(i) for i in np.flatnonzero(self.frame_lin > 0)]
+        frac = sum(self.config.frame_payload_len(i) for i in received) / max(1, self.n_symbols)
+        y = nv = None
+        if frac >= min_received_fraction:
+            y, nv = self.combination.payload()
         with np.errstate(divide="ignore"):
             frame_snr_db = np.where(self.frame_lin > 0, 10.0 * np.log10(np.maximum(self.frame_lin, 1e-300)),
                                     -np.inf)
         exp = a.expected if a.expected is not None else range(self.n_frames)
         return AttemptJob(key=self.key, attempt=a.attempt, generation=self.generation, config=self.config,
                           y=y, noise_var=nv, frame_snr_db=frame_snr_db,
-                          attempts_combined=self.combiner.attempts,
+                          attempts_combined=self.attempts_combined,
                           missing_frames=sorted(set(exp) - set(a.frames)),
                           never_received=[int(i) for i in np.flatnonzero(self.frame_lin == 0)],
-                          first_frame_at=a.first_at, completed_at=now, timed_out=timed_out)
+                          first_frame_at=a.first_at, completed_at=now, timed_out=timed_out,
+                          received_fraction=float(frac), contested=self.contested)
 
     def record(self, outcome: str | None = None) -> dict[str, Any]:
         return {
             "tx_id": self.key[0], "image_id": self.key[1], "outcome": outcome or self.decision,
             "decided_attempt": self.decided_attempt, "n_attempts": len(self.attempts),
             "height": self.config.height, "width": self.config.width, "channels": self.config.channels,
-            "n_frames": self.n_frames, "reanswered": sorted(self.reanswered),
+            "n_frames": self.n_frames, "reanswered": sorted(self.reanswered), "contested_frames": self.contested,
             "attempts": [a.to_json(self.n_frames) for a in self.attempts],
         }
 
@@ -237,15 +287,21 @@ class ImageAssembly:
 
 
 class Assembler:
-    """All images being assembled, bounded in count (``max_images``) and memory (``max_bytes``)."""
+    """All images being assembled, bounded in count (``max_images``), memory (``max_bytes``: the images'
+    soft symbols plus ``external_bytes()``, the arrays of the jobs waiting for or in inference) and pixels per
+    transmitter (``max_tx_pixels``: height x width summed over a transmitter's undecided images)."""
 
     def __init__(self, stats, timeout_s: float = 1.0, max_images: int = 256, max_bytes: int = 1 << 30,
-                 ttl_s: float = 120.0):
+                 ttl_s: float = 120.0, max_tx_pixels: int = 1 << 24, min_received_fraction: float = 0.0,
+                 external_bytes=None):
         self.stats = stats
         self.timeout_s = timeout_s
         self.max_images = max_images
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
+        self.max_tx_pixels = max_tx_pixels
+        self.min_received_fraction = min_received_fraction
+        self.external_bytes = external_bytes or (lambda: 0)
         self.images: OrderedDict[tuple[int, int], ImageAssembly] = OrderedDict()
 
     def __len__(self) -> int:
@@ -255,27 +311,47 @@ class Assembler:
     def nbytes(self) -> int:
         return sum(im.nbytes for im in self.images.values())
 
-    def add(self, msg: SoftFrame, now: float | None = None) -> list[Event]:
-        """Accept one validated soft frame; returns events (re-answers, records of replaced images)."""
+    def tx_pixels(self, tx_id: int, exclude: tuple[int, int] | None = None) -> int:
+        """Pixels (height x width) of the undecided images of ``tx_id`` held, except ``exclude``."""
+        return sum(im.pixels for k, im in self.images.items()
+                   if k[0] == tx_id and k != exclude and im.decision is None)
+
+    def add(self, msg: SoftFrame, now: float | None = None, source: bytes | None = None) -> list[Event]:
+        """Accept one validated soft frame from RX stream ``source``; returns events (re-answers, records of
+        replaced images). Raises :class:`Rejected` for a frame the rules refuse (nothing is changed then,
+        except that a frame from a foreign stream marks its image contested)."""
         now = time.monotonic() if now is None else now
         events: list[Event] = []
         im = self.images.get(msg.key)
-        if im is None:
-            im = self._new(msg, now, events)
+        if im is not None and im.decision is None and source is not None and im.source not in (None, source):
+            im.contested += 1
+            raise Rejected("foreign_stream", f"image (tx {msg.key[0]}, image {msg.key[1]}) is being received "
+                                             f"from another RX stream; frame from peer {source.hex()} refused")
+        if im is not None and im.decision is not None and msg.attempt > im.decided_attempt:
+            if msg.attempt not in im.reanswered:
+                im.reanswered.add(msg.attempt)
+                events.append(Event("reanswer", msg.key, msg.attempt, im.decision))
+            self.stats.inc("frames_after_decision")
+            im.last_activity = now
+            return events
+        fresh = im is None or im.decision is not None
+        cur = -1 if fresh else im.newest_attempt
+        if msg.attempt > cur + MAX_ATTEMPT_JUMP:
+            raise Rejected("attempt_jump", f"attempt {msg.attempt} of (tx {msg.key[0]}, image {msg.key[1]}) after "
+                                           f"attempt {cur}: at most {MAX_ATTEMPT_JUMP} ahead is accepted")
+        if fresh or msg.config != im.config:
+            have = self.tx_pixels(msg.key[0], exclude=msg.key)
+            want = int(msg.config.height) * int(msg.config.width)
+            if have + want > self.max_tx_pixels:
+                raise Rejected("tx_pixel_cap", f"tx {msg.key[0]} would hold {have + want} pixels of undecided "
+                                               f"images, more than max_tx_pixels={self.max_tx_pixels}")
+        if fresh:
+            generation = 0 if im is None else im.generation + 1
+            im = self._new(msg, now, events, generation=generation, source=source)
         im.last_activity = now
         self.images.move_to_end(msg.key)
-        if im.decision is not None:
-            if msg.attempt > im.decided_attempt:
-                if msg.attempt not in im.reanswered:
-                    im.reanswered.add(msg.attempt)
-                    events.append(Event("reanswer", msg.key, msg.attempt, im.decision))
-                self.stats.inc("frames_after_decision")
-                return events
-            # attempt <= decided attempt: a new image reusing the id (the decided one is already recorded)
-            im = self._new(msg, now, events, generation=im.generation + 1)
-        cur = im.newest_attempt
         if msg.attempt > cur:
-            if im.current is not None and im._reasm is not None:
+            if im.current is not None and im.assembling:
                 im._fold(now, superseded=True)
                 self.stats.inc("attempts_superseded")
             if msg.config != im.config:
@@ -284,14 +360,13 @@ class Assembler:
             im._start_attempt(msg, now)
             im._add_frame(msg, now, self.stats)
         elif msg.attempt == cur and msg.config == im.config:
-            if im._reasm is None:
+            if not im.assembling:
                 self.stats.inc("late_frames")
             else:
                 im._add_frame(msg, now, self.stats)
-        elif msg.attempt == 0:
-            if im.decision is None:
-                events.append(Event("record", msg.key, record=im.record(outcome="abandoned")))
-            im = self._new(msg, now, events, generation=im.generation + 1)
+        elif msg.attempt == 0:      # the same RX peer: a restarted transmitter reusing the id
+            events.append(Event("record", msg.key, record=im.record(outcome="abandoned")))
+            im = self._new(msg, now, events, generation=im.generation + 1, source=source)
             im._start_attempt(msg, now)
             im._add_frame(msg, now, self.stats)
         else:
@@ -299,8 +374,9 @@ class Assembler:
         self._enforce_bounds(events, now)
         return events
 
-    def _new(self, msg: SoftFrame, now: float, events: list[Event], generation: int = 0) -> ImageAssembly:
-        im = ImageAssembly(msg, now, generation)
+    def _new(self, msg: SoftFrame, now: float, events: list[Event], generation: int = 0,
+             source: bytes | None = None) -> ImageAssembly:
+        im = ImageAssembly(msg, now, generation, source)
         self.images[msg.key] = im
         self.images.move_to_end(msg.key)
         return im
@@ -313,7 +389,7 @@ class Assembler:
         for im in list(self.images.values()):
             done, by_timeout = im.is_complete(now, self.timeout_s)
             if done:
-                jobs.append(im.make_job(now, by_timeout))
+                jobs.append(im.make_job(now, by_timeout, self.min_received_fraction))
                 if by_timeout:
                     self.stats.inc("attempts_timed_out")
         for key, im in list(self.images.items()):
@@ -329,7 +405,8 @@ class Assembler:
 
     def _enforce_bounds(self, events: list[Event], now: float) -> None:
         """Evict decided tombstones first, then the least recently active image, until within bounds."""
-        while len(self.images) > self.max_images or (len(self.images) > 1 and self.nbytes > self.max_bytes):
+        while len(self.images) > self.max_images or \
+                (len(self.images) > 1 and self.nbytes + self.external_bytes() > self.max_bytes):
             over_count = len(self.images) > self.max_images
             key = next((k for k, im in self.images.items() if im.decision is not None
                         and (over_count or im.nbytes > 0)), None)

@@ -63,6 +63,15 @@ class PolicyConfig:
     ``worst_margin_db``: in ``auto``/``selective``, frames whose combined SNR is this far below the median are
     resent. ``selective_max_fraction``: above this fraction of frames, resend all (Chase) instead.
     ``refine_min_snr_db``: in ``auto``, refine when the combined Es/N0 of the image is at least this.
+    ``clean_db``: an observation whose expected PSNR (``qoe.reliability.expected_psnr`` of its posterior, dB) is
+    at least this is *error-free* (the low-res image within ~2.5 grey levels RMS): retransmitting it cannot
+    help, so it is acknowledged whatever the QoE metrics say when its block area ``bh*bw`` is at most
+    ``clean_max_block_area`` (the rates the gate is calibrated for: 3x3 and finer), and answered ``refine``
+    (the compression, not the channel, is the limit) when a coarser rate fails the QoE.
+    ``min_received_fraction``: an attempt whose image has less than this fraction of its payload symbols
+    received (over all attempts) is NACKed (FAIL at the limit) without restoring: the default QoE set fails it
+    anyway (consistency <= received fraction < 0.9, reliability < 14 dB), and the server never builds a whole
+    image for a few frames (memory grows with what arrived, not with what a header declares).
     """
 
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -71,6 +80,9 @@ class PolicyConfig:
     worst_margin_db: float = 6.0
     selective_max_fraction: float = 0.5
     refine_min_snr_db: float = 10.0
+    clean_db: float = 40.0
+    clean_max_block_area: int = 9
+    min_received_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.thresholds, dict):
@@ -89,6 +101,16 @@ class PolicyConfig:
             raise ValueError(f"policy.selective_max_fraction must be in (0, 1], got {self.selective_max_fraction}")
         if not -30 <= self.refine_min_snr_db <= 100:
             raise ValueError(f"policy.refine_min_snr_db must be in -30..100 dB, got {self.refine_min_snr_db}")
+        if isinstance(self.clean_db, bool) or not isinstance(self.clean_db, (int, float)) \
+                or not 20 <= self.clean_db <= 100:
+            raise ValueError(f"policy.clean_db must be in 20..100 dB, got {self.clean_db!r}")
+        if isinstance(self.clean_max_block_area, bool) or not isinstance(self.clean_max_block_area, int) \
+                or not 0 <= self.clean_max_block_area <= 64:
+            raise ValueError(f"policy.clean_max_block_area must be an integer in 0..64 (0: never), "
+                             f"got {self.clean_max_block_area!r}")
+        if isinstance(self.min_received_fraction, bool) or not isinstance(self.min_received_fraction, (int, float)) \
+                or not 0 <= self.min_received_fraction <= 1:
+            raise ValueError(f"policy.min_received_fraction must be in [0, 1], got {self.min_received_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,7 @@ class ServerConfig:
     feedback_bind: str | None = None         # PUB: feedback out (None: bind port + 1)
     allow_remote: bool = False               # binding a non-loopback address needs this (and ideally CURVE)
     curve_secret_file: str | None = None     # zmq.auth secret certificate: enables CurveZMQ on both sockets
+    curve_allow_file: str | None = None      # allow-list: client public keys -> tx ids (needs curve_secret_file)
     restorer: str | None = None              # None: receiver_server.restorers.DEFAULT_RESTORER
     restorer_config: dict[str, Any] = field(default_factory=dict)
     qoe: tuple[str, ...] = ()                # metric names (empty: the QoE package's offline default)
@@ -108,10 +131,12 @@ class ServerConfig:
     assembly_timeout_s: float = 1.0          # an attempt is complete this long after its last frame
     image_ttl_s: float = 120.0               # forget an image this long after its last activity
     max_images: int = 256                    # images held at once (oldest evicted beyond)
-    max_image_symbols: int = 1 << 24         # larger images are rejected ("oversized"): 12 bytes/symbol each
-    max_buffer_bytes: int = 1 << 30          # soft-symbol memory of all images held (oldest evicted beyond)
-    max_queue: int = 64                      # attempts waiting for inference (beyond: answered NACK busy)
-    max_streams: int = 4096                  # replay-guard memory (RX streams)
+    max_image_symbols: int = 1 << 25         # larger images are rejected ("oversized"): 12 bytes/symbol each
+    max_tx_pixels: int = 1 << 24             # pixels of undecided images per transmitter (beyond: "tx_pixel_cap")
+    max_buffer_bytes: int = 1 << 30          # soft symbols of all images held + the arrays of queued jobs
+    max_queue: int = 64                      # attempts waiting for inference (beyond: no answer, busy)
+    max_streams: int = 4096                  # replay-guard memory (RX streams, (stream_id, seq))
+    max_frame_digests: int = 1 << 17         # replay-guard memory (digests of accepted frames, ids excluded)
     workers: int = 1                         # inference threads
     artifacts_dir: str | None = None         # save observation/restored/soft-symbol sample per attempt (.npz)
     records_file: str | None = None          # append one JSON record per finished image
@@ -136,13 +161,17 @@ class ServerConfig:
                 object.__setattr__(self, "policy", PolicyConfig(**self.policy))
             else:
                 raise ValueError("policy must be a mapping")
-        bounds = {"assembly_timeout_s": (0.001, 600), "image_ttl_s": (0.01, 86400), "max_images": (1, 100000), "max_buffer_bytes": (1 << 16, 1 << 40), "max_image_symbols": (1, 1 << 28),
-                  "max_queue": (1, 100000), "max_streams": (1, 10 ** 6), "workers": (1, 64),
-                  "reject_log_per_s": (0, 1e6)}
+        bounds = {"assembly_timeout_s": (0.001, 600), "image_ttl_s": (0.01, 86400), "max_images": (1, 100000),
+                  "max_buffer_bytes": (1 << 16, 1 << 40), "max_image_symbols": (1, 1 << 28),
+                  "max_tx_pixels": (1, 1 << 30), "max_queue": (1, 100000), "max_streams": (1, 10 ** 6),
+                  "max_frame_digests": (1, 1 << 24), "workers": (1, 64), "reject_log_per_s": (0, 1e6)}
         for k, (lo, hi) in bounds.items():
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"{k} must be in [{lo}, {hi}], got {v!r}")
+        if self.curve_allow_file and not self.curve_secret_file:
+            raise ValueError("curve_allow_file (--curve-allow) needs curve_secret_file (--curve-secret): the "
+                             "allow-list maps CurveZMQ client keys")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -13,6 +13,14 @@ attempt limit, the NACK says what to resend (``PolicyConfig.mode``):
 * ``auto``: ``selective`` if some frames are missing or deeply faded, else ``refine`` when the combined Es/N0
   is at least ``refine_min_snr_db``, else ``chase``.
 
+Two rules come before the metrics, so that the gate is right by construction at the ends of the range:
+
+* an *error-free* observation (``clean``: its expected PSNR from the posterior is at least
+  ``PolicyConfig.clean_db``) at a rate the gate is calibrated for (``bh*bw <= clean_max_block_area``) is
+  acknowledged: no retransmission can add information. At a coarser rate the metrics decide, and a failure asks
+  for a finer block size (``refine``), saying that the compression is the limit;
+* metrics that cannot score the image (``skipped``, e.g. NIQE below two 96x96 patches) do not gate.
+
 At the attempt limit the answer is FAIL, an explicit failure.
 """
 
@@ -58,20 +66,36 @@ def passes(scores: dict[str, float], thresholds: dict[str, float],
 
 
 def decide(scores: dict[str, float], thresholds: dict[str, float], higher_is_better: dict[str, bool],
-           attempt: int, cfg: PolicyConfig, frame_snr_db: np.ndarray, bh: int, bw: int) -> Decision:
+           attempt: int, cfg: PolicyConfig, frame_snr_db: np.ndarray, bh: int, bw: int,
+           evidence_db: float | None = None, skipped: tuple[str, ...] = (), insufficient: str | None = None
+           ) -> Decision:
     """Decide on attempt ``attempt`` (0-based) of one image.
 
     ``frame_snr_db``: float (n_frames,) combined Es/N0 of each frame over all attempts so far (``-inf`` for a
-    frame never received). ``bh``, ``bw``: the image's current block size.
+    frame never received). ``bh``, ``bw``: the image's current block size. ``evidence_db``: the expected PSNR
+    of the observation from its posterior (``qoe.reliability.expected_psnr``; None: unknown, never clean).
+    ``skipped``: metrics that cannot score this image; their thresholds do not gate. ``insufficient``: why
+    the attempt was not restored (too little received); it fails, and the NACK asks for what is missing.
     """
-    ok, fails = passes(scores, thresholds, higher_is_better)
+    gating = {k: v for k, v in thresholds.items() if k not in skipped}
+    note = f" ({', '.join(sorted(skipped))} skipped: cannot score this image size)" if skipped else ""
+    clean = evidence_db is not None and evidence_db >= cfg.clean_db and insufficient is None
+    if clean and bh * bw <= cfg.clean_max_block_area:
+        return Decision("ACK", f"observation error-free (expected PSNR {evidence_db:.1f} dB >= {cfg.clean_db:g}) "
+                               f"at rate 1/{bh * bw}{note}")
+    ok, fails = (False, [insufficient]) if insufficient else passes(scores, gating, higher_is_better)
     if ok:
-        summary = ", ".join(f"{k} {v:.3g}" for k, v in sorted(scores.items()))
-        return Decision("ACK", f"QoE ok ({summary})" if summary else "QoE ok (no thresholds)")
-    reason = "QoE below threshold: " + "; ".join(fails)
-    failed = tuple(f.split(" ", 1)[0] for f in fails)
+        summary = ", ".join(f"{k} {v:.3g}" for k, v in sorted(scores.items()) if k not in skipped)
+        return Decision("ACK", (f"QoE ok ({summary})" if summary else "QoE ok (no thresholds)") + note)
+    reason = insufficient or ("QoE below threshold: " + "; ".join(fails) + note)
+    failed = () if insufficient else tuple(f.split(" ", 1)[0] for f in fails)
     if attempt + 1 >= cfg.max_attempts:
         return Decision("FAIL", f"attempt limit {cfg.max_attempts} reached; {reason}", failed_metrics=failed)
+    if clean and (bh > 1 or bw > 1):     # error-free but a rate coarser than the calibrated ones: the source coding is the limit
+        nbh, nbw = max(1, bh - 1), max(1, bw - 1)
+        return Decision("NACK", f"{reason}; the observation is error-free (expected PSNR {evidence_db:.1f} dB): "
+                                f"the compression is the limit, rate 1/{bh * bw} cannot meet the QoE; refine to {nbh}x{nbw}",
+                        "refine", refine_bh=nbh, refine_bw=nbw, failed_metrics=failed)
     snr = np.asarray(frame_snr_db, dtype=np.float64)
     n = snr.size
     missing = np.flatnonzero(~np.isfinite(snr))
@@ -91,6 +115,8 @@ def decide(scores: dict[str, float], thresholds: dict[str, float], higher_is_bet
         else:
             mode = "chase"
     if mode == "selective" and not few:
+        mode = "chase"
+    if mode == "refine" and insufficient:       # frames are missing: the channel, not the compression
         mode = "chase"
     if mode == "refine" and bh == 1 and bw == 1:
         mode = "chase"

@@ -31,9 +31,11 @@ import zmq
 from infercom import link, protocol
 from infercom.protocol import Feedback, ProtocolError, SoftFrame, StatusRequest
 
-from .assembly import Assembler, AttemptJob
+from .assembly import Assembler, AttemptJob, Rejected
 from .config import ServerConfig
 from .policy import Decision, decide
+from .qoe.reliability import expected_psnr
+from .restorers.base import restore_for_gate
 from .records import RecordSink, ServerStats
 
 __all__ = ["InferenceServer", "JsonFormatter", "make_logger", "resolve_thresholds", "default_qoe_names"]
@@ -115,6 +117,16 @@ def calibration_name(restorer: Any, configured: str | None = None) -> str | None
     return name
 
 
+class _AllowListKeys:
+    """ZAP credentials provider: admits the CurveZMQ client keys on the allow-list."""
+
+    def __init__(self, allow):
+        self.allow = allow
+
+    def callback(self, domain: str, key: bytes) -> bool:     # noqa: ARG002 - pyzmq's signature
+        return self.allow.admits(key.decode("ascii"))
+
+
 class _RateLimiter:
     def __init__(self, per_s: float):
         self.per_s = per_s
@@ -159,12 +171,20 @@ class InferenceServer:
         self.higher_is_better = {n: bool(m.higher_is_better) for n, m in self.metrics.items()}
         self.stats = ServerStats()
         self.records = RecordSink(cfg.records_file)
+        self._job_bytes = 0                     # arrays of jobs handed out and not yet published (I/O thread)
         self.assembler = Assembler(self.stats, cfg.assembly_timeout_s, cfg.max_images, cfg.max_buffer_bytes,
-                                   cfg.image_ttl_s)
+                                   cfg.image_ttl_s, cfg.max_tx_pixels, cfg.policy.min_received_fraction,
+                                   external_bytes=lambda: self._job_bytes)
+        self.allow = None
+        if cfg.curve_allow_file:
+            from .allowlist import load_allow_list
+            self.allow = load_allow_list(cfg.curve_allow_file)
         self._jobs: queue.Queue[AttemptJob | None] = queue.Queue(maxsize=cfg.workers)   # hand-off to workers
         self._backlog: deque[AttemptJob] = deque()                                       # <= cfg.max_queue
         self._results: queue.Queue[tuple[AttemptJob, Decision, dict, dict]] = queue.Queue()
         self._streams: OrderedDict[int, int] = OrderedDict()
+        self._digests: OrderedDict[bytes, None] = OrderedDict()   # frames accepted, ids excluded (replay guard)
+        self._auth = None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -230,7 +250,7 @@ class InferenceServer:
         """Called by the I/O thread (which owns the assembler) once per loop."""
         self.stats.set_gauge("queue_depth", self._jobs.qsize() + len(self._backlog))
         self.stats.set_gauge("images_held", len(self.assembler))
-        self.stats.set_gauge("buffer_bytes", self.assembler.nbytes)
+        self.stats.set_gauge("buffer_bytes", self.assembler.nbytes + self._job_bytes)
         self.stats.set_gauge("streams_tracked", len(self._streams))
 
     def status(self) -> dict[str, Any]:
@@ -256,6 +276,12 @@ class InferenceServer:
             public, secret = load_certificate(self.cfg.curve_secret_file)
             if secret is None:
                 raise ValueError(f"{self.cfg.curve_secret_file} holds no secret key")
+            if self.allow is not None:
+                # ZAP: the CURVE handshake of a key not on the allow-list fails (the client delivers nothing)
+                from zmq.auth.thread import ThreadAuthenticator
+                self._auth = ThreadAuthenticator(ctx)
+                self._auth.start()
+                self._auth.configure_curve_callback("*", credentials_provider=_AllowListKeys(self.allow))
             for s in (router, pub):
                 s.curve_secretkey = secret
                 s.curve_publickey = public
@@ -283,11 +309,12 @@ class InferenceServer:
                 if poller.poll(10):
                     for _ in range(1000):
                         try:
-                            frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                            parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        user = parts[-1].get("User-Id") if self._auth is not None else None
                         try:
-                            self._on_message(router, pub, frames)
+                            self._on_message(router, pub, [f.bytes for f in parts], user)
                         except Exception as exc:      # noqa: BLE001 - one bad message must not stop the server
                             self._internal_error("message", exc)
                 now = time.monotonic()
@@ -317,6 +344,8 @@ class InferenceServer:
             for s in (router, pub):
                 if s is not None:
                     s.close()
+            if self._auth is not None:
+                self._auth.stop()
             ctx.term()
 
     def _flush_records(self) -> None:
@@ -341,7 +370,10 @@ class InferenceServer:
         if self._limiter.allow(reason, time.monotonic()):
             self.log.warning("reject", extra={"fields": {"reason": reason, "detail": detail[:300]}})
 
-    def _on_message(self, router: zmq.Socket, pub: zmq.Socket, frames: list[bytes]) -> None:
+    def _on_message(self, router: zmq.Socket, pub: zmq.Socket, frames: list[bytes],
+                    user: str | None = None) -> None:
+        """One message from peer ``frames[0]`` (routing id); ``user``: its CurveZMQ key (Z85) when the server
+        runs with an allow-list (the ZAP handler admitted it)."""
         self.stats.inc("messages_in")
         if len(frames) < 2 or len(frames) > 3 or (len(frames) == 3 and frames[1] != b""):
             self._reject("bad_field", f"expected [identity, (empty,) message], got {len(frames)} frames")
@@ -353,6 +385,9 @@ class InferenceServer:
             self._reject(exc.reason, str(exc))
             return
         if isinstance(msg, StatusRequest):
+            if self.allow is not None and not self.allow.may_ask_status(user or ""):
+                self._reject("unauthorised_status", f"key {user} may not ask for status (allow-list 'status')")
+                return
             self._update_gauges()
             body = self.status()
             try:
@@ -369,19 +404,34 @@ class InferenceServer:
             self._reject("oversized", f"image of {msg.config.n_symbols()} payload symbols exceeds this server's "
                                       f"max_image_symbols={self.cfg.max_image_symbols}")
             return
+        if self.allow is not None and not self.allow.may_send(user or "", msg.tx_id):
+            self._reject("unauthorised_tx", f"key {self.allow.names.get(user or '', user)} may not deliver frames "
+                                            f"for tx {msg.tx_id}")
+            return
         last = self._streams.get(msg.stream_id)
         if last is not None and msg.seq <= last:
             self._reject("replay", f"stream {msg.stream_id:#x} seq {msg.seq} <= last {last}")
+            return
+        digest = protocol.frame_digest(payload)
+        if digest in self._digests:
+            self._reject("replay", f"frame (tx {msg.tx_id}, image {msg.image_id}, attempt {msg.attempt}, "
+                                   f"frame {msg.frame_idx}) was already accepted (same content, other ids)")
+            return
+        try:
+            events = self.assembler.add(msg, time.monotonic(), source=(user or "").encode() + envelope[0])
+        except Rejected as exc:
+            self._reject(exc.reason, exc.detail)
+            return
+        except ValueError as exc:           # a frame the link layer refuses (should be caught by decode)
+            self._reject("bad_field", f"assembly refused the frame: {exc}")
             return
         self._streams[msg.stream_id] = msg.seq
         self._streams.move_to_end(msg.stream_id)
         while len(self._streams) > self.cfg.max_streams:
             self._streams.popitem(last=False)
-        try:
-            events = self.assembler.add(msg, time.monotonic())
-        except ValueError as exc:           # a frame the link layer refuses (should be caught by decode)
-            self._reject("bad_field", f"assembly refused the frame: {exc}")
-            return
+        self._digests[digest] = None
+        while len(self._digests) > self.cfg.max_frame_digests:
+            self._digests.popitem(last=False)
         for ev in events:
             self._on_event(pub, ev)
 
@@ -394,12 +444,19 @@ class InferenceServer:
             self.log.info("reanswer", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
                                                         "attempt": ev.attempt, "decision": ev.decision}})
         elif ev.kind == "record":
+            outcome = ev.record["outcome"]
+            # evictions, expiries and abandoned images come in floods when someone floods: rate-limited
+            # (records and log lines alike); the counters count every one
+            if not self._limiter.allow(f"closed_{outcome}", time.monotonic()):
+                self.stats.inc("records_suppressed")
+                return
             self.records.add(ev.record)
             self.log.info("image_closed", extra={"fields": {"tx_id": ev.key[0], "image_id": ev.key[1],
-                                                            "outcome": ev.record["outcome"]}})
+                                                            "outcome": outcome}})
 
     def _release(self, job: AttemptJob, why: str) -> None:
         """A job leaves without a decision (``why``: superseded | busy): note it in the attempt's record."""
+        self._job_bytes -= job.nbytes
         im = self.assembler.get(job.key)
         if im is not None and im.generation == job.generation:
             im.in_flight = max(0, im.in_flight - 1)
@@ -417,7 +474,9 @@ class InferenceServer:
             self._backlog.remove(j)
             self._release(j, "superseded")
             self.stats.inc("jobs_superseded")
-        if len(self._backlog) >= self.cfg.max_queue:
+        self._job_bytes += job.nbytes
+        over_budget = self.assembler.nbytes + self._job_bytes > self.cfg.max_buffer_bytes and self._job_bytes > job.nbytes
+        if len(self._backlog) >= self.cfg.max_queue or over_budget:
             self._release(job, "busy")
             self.stats.inc("busy_dropped")
             if self._limiter.allow("busy", time.monotonic()):
@@ -434,6 +493,14 @@ class InferenceServer:
     def _publish_decision(self, pub: zmq.Socket, job: AttemptJob, dec: Decision, scores: dict[str, float],
                           lat: dict[str, float]) -> None:
         tx_id, image_id = job.key
+        self._job_bytes -= job.nbytes
+        im = self.assembler.get(job.key)
+        same = im is not None and im.generation == job.generation
+        contested = max(job.contested, im.contested if same else 0)
+        if contested and dec.decision != "FAIL":
+            dec = Decision("FAIL", f"contested: {contested} frames of this image came from another RX peer, so "
+                                   f"it cannot be attributed to tx {tx_id} (enable CurveZMQ with an allow-list); "
+                                   f"was: {dec.decision} {dec.reason}"[:500])
         nxt = job.attempt + 1 if dec.decision == "NACK" else 0
         if dec.decision == "NACK" and nxt > 15:       # no attempt number left
             dec = Decision("FAIL", f"attempt numbers exhausted; {dec.reason}")
@@ -446,8 +513,6 @@ class InferenceServer:
         lat["total"] = 1e3 * (time.monotonic() - job.completed_at)
         self.stats.add_latency("total", lat["total"])
         self.stats.decision(dec.decision)
-        im = self.assembler.get(job.key)
-        same = im is not None and im.generation == job.generation
         info = im.attempt_info(job.attempt, job.generation) if same else None
         if info is not None:
             info.decision, info.reason, info.mode = dec.decision, dec.reason, fb.mode
@@ -495,6 +560,11 @@ class InferenceServer:
         lat = {"queue": 1e3 * (time.monotonic() - job.queued_at)}
         self.stats.add_latency("queue", lat["queue"])
         c = job.config
+        if job.y is None:         # too little arrived to restore (PolicyConfig.min_received_fraction)
+            why = (f"only {100 * job.received_fraction:.1f} % of the payload symbols received (< "
+                   f"{100 * self.cfg.policy.min_received_fraction:g} %): not restored")
+            return decide({}, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
+                          job.frame_snr_db, c.bh, c.bw, insufficient=why), {}, lat
         lcfg = c.link_config()
         lay = link.layout(c.height, c.width, c.channels, lcfg)
         t0 = time.perf_counter()
@@ -510,17 +580,22 @@ class InferenceServer:
                 "snr_db": float(snr_db), "attempts": job.attempts_combined, "missing": missing,
                 "obs_var": obs_var,
                 "tx_id": job.key[0], "image_id": job.key[1], "attempt": job.attempt}
-        restored = self.restorer.restore(obs, meta)
+        restored = restore_for_gate(self.restorer, obs, meta)
         t3 = time.perf_counter()
-        scores = {}
+        scores, skipped = {}, []
         for name, m in self.metrics.items():
+            applies = getattr(m, "applies", None)
+            if applies is not None and not applies(c.height, c.width):
+                skipped.append(name)
+                continue
             scores[name] = float(m.score(restored, obs, meta))
         t4 = time.perf_counter()
         lat.update(llr=1e3 * (t1 - t0), pixels=1e3 * (t2 - t1), restore=1e3 * (t3 - t2), qoe=1e3 * (t4 - t3))
         for k in ("llr", "pixels", "restore", "qoe"):
             self.stats.add_latency(k, lat[k])
         dec = decide(scores, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
-                     job.frame_snr_db, c.bh, c.bw)
+                     job.frame_snr_db, c.bh, c.bw, evidence_db=expected_psnr(obs_var, missing),
+                     skipped=tuple(skipped))
         if self.cfg.artifacts_dir:
             self._save_artifacts(job, obs, restored, scores, dec, snr_db, lay, lcfg)
         return dec, scores, lat

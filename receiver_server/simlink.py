@@ -31,21 +31,24 @@ from infercom.link import LinkConfig, encode_image
 __all__ = ["ChannelSpec", "SymbolChannel", "SimTransmitter", "status_request"]
 
 FADING = ("awgn", "block-attempt", "block-frame")
+#: noise variance reported for a noiseless channel (the protocol needs a positive one): 100 dB Es/N0
+NOISELESS_VAR = 1e-10
 
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """Symbol-level channel. ``snr_db``: Es/N0 (dB, average over the fading); ``fading``: ``awgn`` |
-    ``block-attempt`` (one CN(0,1) coefficient per image attempt) | ``block-frame`` (one per frame);
-    ``frame_loss``: probability that a frame never reaches the server."""
+    """Symbol-level channel. ``snr_db``: Es/N0 (dB, average over the fading; ``inf``: noiseless, reported to
+    the server as :data:`NOISELESS_VAR` and 100 dB); ``fading``: ``awgn`` | ``block-attempt`` (one CN(0,1)
+    coefficient per image attempt) | ``block-frame`` (one per frame); ``frame_loss``: probability that a frame
+    never reaches the server."""
 
     snr_db: float = 10.0
     fading: str = "awgn"
     frame_loss: float = 0.0
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.snr_db) or not -30 <= self.snr_db <= 60:
-            raise ValueError(f"snr_db must be in -30..60 dB, got {self.snr_db}")
+        if np.isnan(self.snr_db) or not (-30 <= self.snr_db <= 60 or self.snr_db == np.inf):
+            raise ValueError(f"snr_db must be in -30..60 dB or inf (noiseless), got {self.snr_db}")
         if self.fading not in FADING:
             raise ValueError(f"fading must be one of {FADING}, got {self.fading!r}")
         if not 0 <= self.frame_loss < 1:
@@ -69,8 +72,11 @@ class SymbolChannel:
         if self.spec.frame_loss and self.rng.random() < self.spec.frame_loss:
             return None
         h = channel.rayleigh_coeffs(1, self.rng)[0] if self.spec.fading == "block-frame" else self._h
-        n0 = 10.0 ** (-self.spec.snr_db / 10.0)
-        r = channel.awgn(h * x, self.spec.snr_db, self.rng)
+        if self.spec.snr_db == np.inf:
+            n0, r = NOISELESS_VAR, (h * x).astype(np.complex64)
+        else:
+            n0 = 10.0 ** (-self.spec.snr_db / 10.0)
+            r = channel.awgn(h * x, self.spec.snr_db, self.rng)
         g = float(abs(h) ** 2)
         g = max(g, 1e-6)                 # a fade this deep is equalised to noise anyway
         y = (r / h).astype(np.complex64)
@@ -88,7 +94,7 @@ class SimTransmitter:
     def __init__(self, tx_id: int, images: list[tuple[int, np.ndarray, dict]], server: str, feedback: str,
                  link_cfg: LinkConfig | None = None, arq: ArqConfig | None = None,
                  chan: ChannelSpec | None = None, seed: int = 0, frame_len_log2: int = 15, window: int = 1,
-                 curve_server_key: bytes | None = None,
+                 curve_server_key: bytes | None = None, curve_client_keys: tuple[bytes, bytes] | None = None,
                  on_event: Callable[[str, Any], None] | None = None):
         self.tx_id = int(tx_id)
         self.images = {int(i): (np.asarray(img), dict(meta or {})) for i, img, meta in images}
@@ -99,6 +105,7 @@ class SimTransmitter:
         self.fll = int(frame_len_log2)
         self.window = window
         self.curve_server_key = curve_server_key
+        self.curve_client_keys = curve_client_keys
         self.on_event = on_event
         self.stream_id = secrets.randbits(64) or 1
         self.seq = 0
@@ -144,11 +151,7 @@ class SimTransmitter:
         return n
 
     def _curve(self, s: zmq.Socket) -> None:
-        if self.curve_server_key is not None:
-            pub, sec = zmq.curve_keypair()
-            s.curve_serverkey = self.curve_server_key
-            s.curve_publickey = pub
-            s.curve_secretkey = sec
+        _apply_curve(s, self.curve_server_key, self.curve_client_keys)
 
     def run(self, deadline_s: float = 120.0) -> list[dict[str, Any]]:
         ctx = zmq.Context.instance()
@@ -209,14 +212,21 @@ class SimTransmitter:
             sub.close(0)
 
 
-def status_request(address: str, timeout_s: float = 5.0, curve_server_key: bytes | None = None) -> dict:
+def _apply_curve(s: zmq.Socket, server_key: bytes | None, client_keys: tuple[bytes, bytes] | None) -> None:
+    """CurveZMQ client side: the server's public key and this client's keypair ``(public, secret)`` (Z85);
+    a fresh random keypair when none is given (a server with an allow-list refuses it)."""
+    if server_key is not None:
+        pub, sec = client_keys if client_keys is not None else zmq.curve_keypair()
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server_key, pub, sec
+
+
+def status_request(address: str, timeout_s: float = 5.0, curve_server_key: bytes | None = None,
+                   curve_client_keys: tuple[bytes, bytes] | None = None) -> dict:
     """Ask the server at ``address`` for its status (REQ socket); ``TimeoutError`` when it does not answer."""
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
-    if curve_server_key is not None:
-        pub, sec = zmq.curve_keypair()
-        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = curve_server_key, pub, sec
+    _apply_curve(s, curve_server_key, curve_client_keys)
     try:
         s.connect(address)
         s.send(protocol.encode(protocol.StatusRequest()))

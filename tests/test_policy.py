@@ -171,7 +171,7 @@ def test_assembly_selective_expectation_and_superseded_attempts(rng):
     asm.add(_frame(rng, 0, attempt=2), 8.0)
     asm.add(_frame(rng, 0, attempt=3), 8.1)
     assert st.counters["attempts_superseded"] == 1
-    assert asm.get((1, 5)).combiner.attempts == 3
+    assert asm.get((1, 5)).attempts_combined == 3
     # a duplicate, a stale and a late frame are dropped and counted
     asm.add(_frame(rng, 0, attempt=3), 8.2)
     asm.add(_frame(rng, 1, attempt=2), 8.3)
@@ -209,11 +209,11 @@ def test_assembly_bounds_evict_and_expire(rng):
     assert len(asm) == 3 and st.counters["images_evicted"] == 2
     assert [e.record["outcome"] for e in events] == ["evicted", "evicted"]
     assert [e.record["image_id"] for e in events] == [0, 1]
-    per_image = CFG.n_symbols() * 12
-    asm2 = Assembler(st, timeout_s=5.0, max_bytes=int(3.5 * 2 * per_image))
+    per_frame = CFG.frame_payload_len(0) * 12       # memory held grows with the frames that arrived
+    asm2 = Assembler(st, timeout_s=5.0, max_bytes=int(3.5 * per_frame))
     for img in range(6):
         asm2.add(_frame(rng, 0, img=img), 0.0)
-    assert asm2.nbytes <= 3.5 * 2 * per_image and len(asm2) == 3
+    assert asm2.nbytes <= 3.5 * per_frame and len(asm2) == 3
     jobs, ev = asm.poll(100.0)                  # incomplete attempts time out first ...
     assert len(jobs) == 3 and len(asm) == 3       # ... and are held while their jobs are in flight
     for j in jobs:

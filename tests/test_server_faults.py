@@ -271,11 +271,11 @@ def test_internal_error_is_logged_and_survived(tmp_path):
         real_add = srv.assembler.add
         calls = {"n": 0}
 
-        def broken_add(msg, now=None):
+        def broken_add(msg, now=None, **kw):
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("simulated bug in assembly")
-            return real_add(msg, now)
+            return real_add(msg, now, **kw)
 
         srv.assembler.add = broken_add
         ctx = zmq.Context.instance()

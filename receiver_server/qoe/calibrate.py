@@ -149,6 +149,7 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     from infercom import channel, chase, link, metrics
     from infercom.imageio import load_image
     from receiver_server.qoe import get_qoe
+    from receiver_server.restorers.base import restore_for_gate
 
     rng = np.random.default_rng(seed)
     cfg = link.LinkConfig(bh=bh, bw=bw)
@@ -173,13 +174,15 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
             obs = link.llr_to_lowres(llr, lay, cfg)
             m = dict(meta, snr_db=snr, attempts=1, missing=np.zeros((lay.low_h, lay.low_w), bool),
                      obs_var=link.llr_to_lowres_var(llr, lay, cfg))      # as the server's meta
-            out = restorer.restore(obs, m)
+            out = restore_for_gate(restorer, obs, m)
             rec = {"image": path.name, "snr_db": snr, "psnr_clean": psnr_clean, "psnr": metrics.psnr(out, img)}
             # what Chase retransmissions (MRC with independent attempts: +3 dB, +6 dB) would give
             ys = [y] + [channel.awgn(x, snr, rng) for _ in range(3)]   # drawn either way: same noise per seed
             for n_att, key in ((2, "psnr_chase2"), (4, "psnr_chase4")) if chase_attempts else ():
                 yc, nvc = chase.combine(ys[:n_att], [nv] * n_att)
-                outc = restorer.restore(link.decode_image(yc, nvc, lay, cfg), dict(m, attempts=n_att))
+                llrc = link.soft_to_llr(yc, nvc, lay, cfg)
+                outc = restore_for_gate(restorer, link.llr_to_lowres(llrc, lay, cfg),
+                                        dict(m, attempts=n_att, obs_var=link.llr_to_lowres_var(llrc, lay, cfg)))
                 rec[key] = metrics.psnr(outc, img)
             for name, q in qoe.items():
                 rec[name] = q.score(out, obs, m)

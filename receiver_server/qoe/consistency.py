@@ -40,6 +40,7 @@ import numpy as np
 
 from infercom import metrics, source
 
+from ..restorers.base import EVIDENCE_Z
 from .base import as_image, as_observation
 
 #: tolerance added (in quadrature) to the posterior standard deviation, grey levels: the rounding of the block
@@ -47,8 +48,10 @@ from .base import as_image, as_observation
 #: of an error-free bsds500 observation deviate by <= 8 levels for 95 % and <= 14 for 99 % of the values, so
 #: with z_max 3 about 99.7 % of them pass (docs/qoe.md)
 DEFAULT_TAU = 6.0
-#: a value passes when its standardised deviation from the posterior mean is at most this
-DEFAULT_Z_MAX = 3.0
+#: a value passes when its standardised deviation from the posterior mean is at most this; the same z the
+#: server holds every restoration to (``restorers.base.EVIDENCE_Z``), so an output held to the evidence passes
+#: wherever the observation was received: 3 sqrt(v) + 1 <= 3 sqrt(v + tau^2) for tau >= 1/3
+DEFAULT_Z_MAX = EVIDENCE_Z
 
 
 class ConsistencyProxy:

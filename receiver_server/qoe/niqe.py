@@ -68,9 +68,15 @@ class NIQE:
             g = g[c:-c, c:-c]
         return np.round(g)
 
+    def applies(self, height: int, width: int) -> bool:
+        """Whether an image of ``height x width`` pixels can be scored: NIQE needs two whole 96x96 patches
+        after the border crop (e.g. 96x192). The server skips a metric that does not apply (docs/qoe.md)."""
+        h, w = height - 2 * self.crop_border, width - 2 * self.crop_border
+        return (h // BLOCK) * (w // BLOCK) >= 2
+
     def score(self, restored: np.ndarray, observation: np.ndarray | None = None,
               meta: dict | None = None) -> float:
         g = self.grey(restored)
-        if g.shape[0] < BLOCK or g.shape[1] < BLOCK or g.shape[0] * g.shape[1] < 2 * BLOCK * BLOCK:
+        if (g.shape[0] // BLOCK) * (g.shape[1] // BLOCK) < 2:
             raise ValueError(f"NIQE needs an image of at least two {BLOCK}x{BLOCK} patches, got {g.shape}")
         return niqe(g, self.mu, self.cov, self.window)

@@ -129,6 +129,52 @@ def float01_to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
+#: half-width of the posterior interval a restoration's block means are held to, in posterior standard
+#: deviations (about a 95 % interval of the calibrated posterior; :func:`honour_evidence`)
+EVIDENCE_Z = 3.0
+
+
+def evidence_tolerance(meta: dict, z: float = EVIDENCE_Z) -> np.ndarray | None:
+    """Per low-res value, how far (grey levels) a restoration's block mean may lie from the MMSE observation:
+    ``z * sqrt(obs_var)``, ``inf`` where the pixel had no symbols (``meta["missing"]``). None when ``meta`` has
+    no ``obs_var`` (nothing is known of the posterior). The final rounding to uint8 adds at most 0.5."""
+    var = meta.get("obs_var")
+    if var is None:
+        return None
+    v = np.asarray(var, dtype=np.float64)
+    if v.ndim == 2:
+        v = v[:, :, None]
+    if not np.all(np.isfinite(v)) or v.min() < 0:
+        raise ValueError("meta['obs_var'] must be finite and >= 0 (posterior variance, grey levels^2)")
+    tol = z * np.sqrt(v)
+    missing = meta.get("missing")
+    if missing is not None:
+        tol = np.where(np.asarray(missing, dtype=bool)[:, :, None], np.inf, tol)
+    return tol
+
+
+def honour_evidence(restored: np.ndarray, observation: np.ndarray, meta: dict, z: float = EVIDENCE_Z) -> np.ndarray:
+    """Hold a restoration to the evidence: move it as little as needed (``infercom.source.project_block_means``,
+    smooth passes first) so that every received block mean lies within :func:`evidence_tolerance` of the MMSE
+    observation. The server applies it to every restorer's output before the QoE test, so an observation
+    without bit errors comes back as itself at the source-coding level (at 1x1 blocks: the original image),
+    whatever a restorer makes of it; where the posterior is wide (bit errors likely) the restorer stays free.
+    Returns ``restored`` unchanged when ``meta`` has no ``obs_var``."""
+    tol = evidence_tolerance(meta, z)
+    if tol is None:
+        return restored
+    img = np.asarray(restored)
+    grey = img.ndim == 2
+    out = source.project_block_means(img, observation, tol, int(meta["bh"]), int(meta["bw"]))
+    return out[:, :, 0] if grey else out
+
+
+def restore_for_gate(restorer: Restorer, observation: np.ndarray, meta: dict) -> np.ndarray:
+    """What the server scores and delivers: ``restorer.restore`` held to the evidence (:func:`honour_evidence`).
+    The QoE calibration uses the same call, so its thresholds apply to what the server scores."""
+    return honour_evidence(restorer.restore(observation, meta), observation, meta)
+
+
 def check_output(img: np.ndarray, meta: dict) -> np.ndarray:
     """Assert a restorer's output obeys the contract: uint8 (height, width, channels)."""
     want = (meta["height"], meta["width"], meta["channels"])
