@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 OOT_STAMP := $(VENV)/.oot-installed
-OOT_SOURCES := $(shell find gr-infercom CMakeLists.txt -type f -not -path '*/__pycache__/*' 2>/dev/null)
+OOT_SOURCES := $(shell find gr-infercom hw_configs CMakeLists.txt -type f -not -path '*/__pycache__/*' 2>/dev/null)
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONUNBUFFERED := 1
 
@@ -17,7 +17,8 @@ setup:
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
-# Re-install the OOT module whenever its sources change (python blocks and GRC yml are copied, not linked).
+# Re-install the OOT module whenever its sources change (python blocks, GRC yml and hw_configs are copied,
+# not linked).
 $(OOT_STAMP): $(STAMP) $(OOT_SOURCES)
 	@if [ -f CMakeLists.txt ]; then bash scripts/install_oot.sh; fi
 	@touch $@

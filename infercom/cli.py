@@ -9,6 +9,7 @@ torch, and ``infercom server`` without GNU Radio.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -25,6 +26,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("receiver_server.demo", "closed-loop demo: loopback + server + HTML report"),
     "bench": ("infercom.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
 }
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default: appends ``(default: X)`` to an option's help (``(default: off)``
+    for a flag), also to an option without help text, unless the help already says its default (contains
+    "default") or the option is required. A default of ``None`` or ``[]`` is not shown (it means "see the
+    text"): help texts of such options say in words what happens without them."""
+
+    @staticmethod
+    def _default_note(action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.required or not action.option_strings \
+                or action.default in (None, argparse.SUPPRESS) or action.default == []:
+            return ""
+        if action.default is False and action.nargs == 0:            # a store_true flag
+            return "(default: off)"
+        return "(default: %(default)s)"
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return f"{action.help or ''} {self._default_note(action)}".strip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._default_note(action):
+            action = copy.copy(action)          # an option without help text: its default becomes its help
+            action.help = self._default_note(action)
+        return super()._format_action(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Run `make setup` first (it installs GNU Radio, the OOT module and the server's deps).",
               file=sys.stderr)
         return 2
-    sub_parser = argparse.ArgumentParser(prog=f"infercom {name}", description=help_text)
+    sub_parser = argparse.ArgumentParser(prog=f"infercom {name}", description=help_text,
+                                         formatter_class=HelpFormatter)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])
     return int(module.run(args) or 0)

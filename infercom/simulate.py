@@ -228,7 +228,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Es/N0 values in dB: '--snr-db -4 0 4' or '--snr-db=-4,0,4'")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rate", help="source rate 1/(bh*bw), e.g. 1/9 (default), 1/4, 1/6, 1")
-    g.add_argument("--block", help="block size BHxBW, e.g. 3x3")
+    g.add_argument("--block", help="block size BHxBW, e.g. 3x3, instead of --rate (default: from --rate)")
     p.add_argument("--planes", type=int, default=8, help="top-m bit planes sent (1..8, default 8)")
     p.add_argument("--profile", choices=power.PROFILES, default="importance")
     p.add_argument("--design-snr-db", type=int, default=None,
@@ -240,15 +240,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame-len", type=int, default=None,
                    help="payload symbols per frame for per-frame fading (default: the frame format's)")
     p.add_argument("--attempts", type=int, default=1, help="Chase-combined attempts (default 1)")
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--max-images", type=int, default=None, help="use at most N images (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ssim", action="store_true", help="skip upsampling, PSNR and SSIM (faster)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.add_argument("--out", default=None,
                    help="also write the records to this file: JSON lines, or CSV when it ends in .csv "
-                        "(e.g. out/sim.jsonl, out/sim.csv)")
+                        "(e.g. out/sim.jsonl, out/sim.csv; default: none)")
     p.add_argument("--save-images", default=None, metavar="DIR",
-                   help="write the upsampled MMSE reconstructions as PNG to DIR (<image>_snr<S>_mmse.png)")
+                   help="write the upsampled MMSE reconstructions as PNG to DIR (<image>_snr<S>_mmse.png; "
+                        "default: none saved)")
 
 
 _COLS = [("image", "{:<12}"), ("snr_db", "{:>6.1f}"), ("inst_snr_db", "{:>6.1f}"), ("ber", "{:>8.5f}"),

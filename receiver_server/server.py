@@ -272,10 +272,8 @@ class InferenceServer:
         router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         pub.setsockopt(zmq.SNDHWM, 4096)
         if self.cfg.curve_secret_file:
-            from zmq.auth import load_certificate
-            public, secret = load_certificate(self.cfg.curve_secret_file)
-            if secret is None:
-                raise ValueError(f"{self.cfg.curve_secret_file} holds no secret key")
+            from infercom.zmqcurve import load_keypair
+            public, secret = load_keypair(self.cfg.curve_secret_file)
             if self.allow is not None:
                 # ZAP: the CURVE handshake of a key not on the allow-list fails (the client delivers nothing)
                 from zmq.auth.thread import ThreadAuthenticator

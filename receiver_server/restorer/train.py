@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from --state")
     p.add_argument("--init", default=None,
                    help="fine-tune: start both stages (weights and EMA) from this exported checkpoint, with a new "
-                        "optimiser and learning-rate schedule (e.g. the shipped one on your own images)")
+                        "optimiser and learning-rate schedule (e.g. the shipped one on your own images) "
+                        "(default: none, train from scratch)")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -1,14 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Radio set-ups from ``hw_configs/*.yaml``: UHD device args, rates, gains, frequency, antennas, clock.
 
-``load_hw_config("b210")`` finds ``hw_configs/b210.yaml`` (in ``$INFERCOM_HW_CONFIGS``, then ``./hw_configs``
-and the ``hw_configs`` of any parent folder); a path to a file works too.  Every field is checked.
+``load_hw_config("b210")`` finds ``b210.yaml`` from any working directory; it looks, in this order, in
+``$INFERCOM_HW_CONFIGS``, in ``./hw_configs`` and the ``hw_configs`` of every parent folder (a set-up of your
+own next to your work wins), then in the shipped set-ups: ``<prefix>/share/gr-infercom/hw_configs`` (installed
+there by CMake, ``scripts/install_oot.sh``, for the prefix this module is installed in) and, when this module
+runs from the source tree, the repository's ``hw_configs/``.  A path to a file works too.  Every field is
+checked.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -21,26 +26,46 @@ OPTIONAL = {"name": str, "master_clock_rate": float, "bandwidth": float}
 CLOCK_SOURCES = ("internal", "external", "gpsdo", "mimo")
 
 
-def _candidates(name: str) -> list[Path]:
-    p = Path(name)
-    out = [p]
-    fname = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
-    env = os.environ.get("INFERCOM_HW_CONFIGS")
-    if env:
-        out.append(Path(env) / fname)
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        out.append(d / "hw_configs" / fname)
+#: where the installed set-ups live below an install prefix (gr-infercom/CMakeLists.txt installs them there)
+SHARE_SUBDIR = Path("share") / "gr-infercom" / "hw_configs"
+
+
+def shipped_dirs() -> list[Path]:
+    """The folders of the shipped set-ups that exist, nearest to this module first: ``<prefix>/share/gr-infercom/
+    hw_configs`` for every prefix above this file (the install) and ``sys.prefix``, and the repository's
+    ``hw_configs/`` when this file is in the source tree (a parent folder holding ``gr-infercom/``)."""
+    out: list[Path] = []
+    for d in Path(__file__).resolve().parents:
+        for cand in (d / SHARE_SUBDIR, d / "hw_configs" if (d / "gr-infercom").is_dir() else None):
+            if cand is not None and cand.is_dir() and cand not in out:
+                out.append(cand)
+    prefix = Path(sys.prefix) / SHARE_SUBDIR
+    if prefix.is_dir() and prefix not in out:
+        out.append(prefix)
     return out
 
 
+def _search_dirs() -> list[Path]:
+    env = os.environ.get("INFERCOM_HW_CONFIGS")
+    here = Path.cwd().resolve()
+    return ([Path(env)] if env else []) + [d / "hw_configs" for d in (here, *here.parents)] + shipped_dirs()
+
+
 def load_hw_config(name_or_path: str) -> dict:
-    """The radio configuration as a dict with the fields of :data:`REQUIRED` (+ optional ones), validated."""
-    tried = _candidates(str(name_or_path))
-    path = next((c for c in tried if c.is_file()), None)
+    """The radio configuration as a dict with the fields of :data:`REQUIRED` (+ optional ones), validated;
+    ``path`` is the file it came from. ``name_or_path``: a file path, or a name (``b210``, ``b210.yaml``)
+    looked up as the module docstring says."""
+    p = Path(str(name_or_path))
+    fname = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
+    dirs = _search_dirs()
+    path = p if p.is_file() else None
+    if path is None and not p.is_absolute():        # a name (or hw_configs/NAME.yaml): search by file name
+        path = next((d / fname for d in dirs if (d / fname).is_file()), None)
     if path is None:
-        raise ValueError(f"hardware config {name_or_path!r} not found (looked in: "
-                         f"{', '.join(str(t) for t in tried[:4])} ...)")
+        shown = [d for d in dirs if d.is_dir()] or dirs[:1]
+        raise ValueError(f"hardware config {name_or_path!r} not found (a YAML path, or a name looked up in "
+                         f"$INFERCOM_HW_CONFIGS, ./hw_configs and its parents' and the shipped set-ups; "
+                         f"existing folders searched: {', '.join(str(d) for d in shown)})")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """qa for the tx/rx apps: a transmitter and a receiver flowgraph talking ZeroMQ IQ (as two radios would)
-deliver every frame; the hardware configs in hw_configs/ load and bad ones are rejected."""
+deliver every frame, and with a CurveZMQ inference server whose feedback PUB is not on the default port
+(--feedback) the image is acknowledged and the receiver releases its frames; --help shows every default; rx
+prints its summary on SIGTERM; the hardware configs in hw_configs/ load (by name from any working directory)
+and bad ones are rejected."""
 
 import argparse
 import time
@@ -126,3 +129,182 @@ def test_configure_usrp_applies_the_direction_s_settings():
         assert ("set_bandwidth" in calls) == bool(hw.get("bandwidth"))
     with pytest.raises(ValueError):
         configure_usrp(FakeUsrp(), hw, "both")
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
+
+
+def _help_blocks(text: str) -> dict[str, str]:
+    """``--help`` output -> {first option string: its help text (joined lines)}."""
+    import re
+
+    out = {}
+    for block in re.split(r"\n(?=  -)", text.split("options:", 1)[1]):
+        block = block.strip()
+        if block.startswith("-"):
+            out[block.split()[0].rstrip(",")] = " ".join(block.split())
+    return out
+
+
+@pytest.mark.parametrize("app", ["rx", "tx", "loopback"])
+def test_help_shows_every_default(app, capsys):
+    from gnuradio.infercom.apps import loopback as loopback_app
+    from infercom.cli import main
+
+    with pytest.raises(SystemExit) as ex:
+        main([app, "--help"])
+    assert ex.value.code == 0
+    blocks = _help_blocks(capsys.readouterr().out)
+    p = argparse.ArgumentParser()
+    {"rx": rx_app, "tx": tx_app, "loopback": loopback_app}[app].add_arguments(p)
+    assert len(blocks) == len([a for a in p._actions if a.option_strings])       # every option parsed
+    required = {a.option_strings[0] for a in p._actions if a.required}          # e.g. tx --images
+    missing = [o for o, b in blocks.items() if o != "-h" and o not in required and "default" not in b]
+    assert not missing, f"infercom {app}: options whose --help shows no default: {missing}"
+    if app != "loopback":
+        assert {"--curve-server-key", "--curve-key", "--feedback", "--hw"} <= set(blocks)
+        assert "(default: b210)" in blocks["--hw"] and "tcp://127.0.0.1:5600" in blocks["--iq-addr"]
+    if app == "rx":
+        assert "port + 1" in blocks["--feedback"]
+
+
+def test_rx_prints_its_summary_on_sigterm():
+    import json
+    import os
+    import selectors
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_tcp_port()
+    src = REPO / "gr-infercom" / "python"          # the source tree's gnuradio.infercom, as in the other qa
+    code = ("import sys, gnuradio; gnuradio.__path__.insert(0, sys.argv[1]); from infercom.cli import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(src), "rx", "--iq-addr", f"tcp://127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        err, t0 = "", time.monotonic()
+        while "infercom rx: running" not in err and time.monotonic() - t0 < 60 and proc.poll() is None:
+            if sel.select(0.5):
+                err += proc.stderr.readline()
+        assert "infercom rx: running" in err, err
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err + rest
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert summary["stopped_by"] == "SIGTERM" and summary["samples"] == 0 and "chase_held_frames" in summary
+
+
+def _free_tcp_port(avoid=()):
+    while True:
+        s = zmq.Context.instance().socket(zmq.ROUTER)
+        port = s.bind_to_random_port("tcp://127.0.0.1")
+        s.close(0)
+        if port not in avoid:
+            return port
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+def test_rx_and_tx_with_a_curve_server_on_a_non_default_feedback_address(tmp_path):
+    """The three-process set-up of docs/zmq_setup.md, in one process: server (bicubic, no QoE: every attempt
+    is acknowledged) with CurveZMQ and --feedback-bind on another port; rx --feedback; tx --feedback."""
+    import dataclasses
+
+    import zmq.auth
+    from PIL import Image
+
+    from receiver_server.config import ServerConfig
+    from receiver_server.restorers import get_restorer
+    from receiver_server.server import InferenceServer
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("server", "rx", "tx"):
+        zmq.auth.create_certificates(keys, name)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(imgs / "a.png")
+    port = _free_tcp_port()
+    fb_port = _free_tcp_port(avoid=(port, port + 1))          # not the default (port + 1)
+    iq = f"tcp://127.0.0.1:{_free_tcp_port(avoid=(port, fb_port))}"
+    kw = dict(curve_secret_file=str(keys / "server.key_secret"))
+    if "curve_allow_file" in {f.name for f in dataclasses.fields(ServerConfig)}:
+        allow = tmp_path / "allow.yaml"
+        allow.write_text(f"clients:\n  - key_file: {keys / 'rx.key'}\n    tx_ids: [5]\n"
+                         f"  - key_file: {keys / 'tx.key'}\n    tx_ids: [5]\n")
+        kw["curve_allow_file"] = str(allow)
+    cfg = ServerConfig(bind=f"tcp://127.0.0.1:{port}", feedback_bind=f"tcp://127.0.0.1:{fb_port}",
+                       log_file=str(tmp_path / "server.log"), assembly_timeout_s=0.3, **kw)
+    curve = ["--curve-server-key", str(keys / "server.key")]
+    with InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics={}) as srv:
+        rx = rx_app.RxFlowgraph(_args(rx_app, ["--iq-addr", iq, "--max-frame-len-log2", "10", "--snr-db", "8",
+                                               "--server", f"tcp://127.0.0.1:{port}",
+                                               "--feedback", f"tcp://127.0.0.1:{fb_port}",
+                                               *curve, "--curve-key", str(keys / "rx.key_secret")]))
+        tx = tx_app.TxFlowgraph(_args(tx_app, ["--images", str(imgs), "--iq-addr", iq, "--frame-len-log2", "10",
+                                               "--samp-rate", "4e6", "--tx-id", "5", "--timeout-s", "8",
+                                               "--feedback", f"tcp://127.0.0.1:{fb_port}",
+                                               *curve, "--curve-key", str(keys / "tx.key_secret")]))
+        assert rx.link.feedback_addr == f"tcp://127.0.0.1:{fb_port}" and rx.link.curve is not None
+        rx.start()
+        tx.start()
+        time.sleep(0.3)
+        try:
+            assert tx.tx.finished.wait(45), tx.tx.counters
+            t0 = time.monotonic()
+            while rx.chase.held_frames() and time.monotonic() - t0 < 10:
+                time.sleep(0.05)
+        finally:
+            tx.stop()
+            tx.wait()
+            rx.stop()
+            rx.wait()
+        status = srv.status()
+    assert [r["outcome"] for r in tx.tx.records] == ["ACK"], tx.tx.records
+    assert rx.link.counters["sent"] >= 1 and rx.link.counters["feedback"] >= 1, dict(rx.link.counters)
+    assert rx.chase.held_frames() == 0                       # the ACK released the receiver's frames
+    assert status["images_served"] == 1 and status["decisions"].get("ACK") == 1
+
+
+def test_bad_app_link_options_are_rejected(tmp_path):
+    import zmq.auth
+
+    zmq.auth.create_certificates(tmp_path, "c")
+    with pytest.raises(ValueError, match="need --server"):
+        rx_app.RxFlowgraph(_args(rx_app, ["--feedback", "tcp://127.0.0.1:7000"]))
+    with pytest.raises(ValueError, match="need --feedback"):
+        tx_app.TxFlowgraph(_args(tx_app, ["--images", str(tmp_path), "--curve-key", str(tmp_path / "c.key_secret")]))
+    with pytest.raises(ValueError, match="needs both"):
+        rx_app.RxFlowgraph(_args(rx_app, ["--server", "tcp://127.0.0.1:7000",
+                                          "--curve-key", str(tmp_path / "c.key_secret")]))
+
+
+def test_hw_config_names_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.delenv("INFERCOM_HW_CONFIGS", raising=False)
+    monkeypatch.chdir(tmp_path)                              # no hw_configs/ here or above
+    shipped = REPO / "hw_configs" / "b210.yaml"
+    assert load_hw_config("b210")["path"] == str(shipped)
+    assert load_hw_config("hw_configs/x310.yaml")["path"] == str(REPO / "hw_configs" / "x310.yaml")
+    with pytest.raises(ValueError, match="not found"):
+        load_hw_config(str(tmp_path / "hw_configs" / "b210.yaml"))     # an absolute path is taken as given
+    local = yaml.safe_load(shipped.read_text())
+    local["device_args"] = "type=b200,serial=LOCAL"
+    (tmp_path / "hw_configs").mkdir()
+    (tmp_path / "hw_configs" / "b210.yaml").write_text(yaml.safe_dump(local))
+    sub = tmp_path / "work" / "deeper"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)                                   # a set-up of one's own, in a parent folder, wins
+    assert load_hw_config("b210")["device_args"] == "type=b200,serial=LOCAL"
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    (env_dir / "b210.yaml").write_text(yaml.safe_dump({**local, "device_args": "type=b200,serial=ENV"}))
+    monkeypatch.setenv("INFERCOM_HW_CONFIGS", str(env_dir))
+    assert load_hw_config("b210")["device_args"] == "type=b200,serial=ENV"

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """qa for server_link: soft frames reach a ROUTER intact, feedback from a PUB comes out as messages, a missing
-server neither blocks nor grows memory, bad PDUs and bad feedback are counted."""
+server neither blocks nor grows memory, bad PDUs and bad feedback are counted; with CurveZMQ certificates both
+sockets talk to CURVE servers that admit only the client's own public key, on a feedback address that is not
+the server port + 1."""
 
 import time
 
@@ -103,3 +105,75 @@ def test_addresses():
         default_feedback_addr("ipc:///tmp/x")
     with pytest.raises(ValueError):
         server_link("tcp://127.0.0.1:5555", "", [300])
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+def test_curve_keys_and_a_non_default_feedback_address(tmp_path):
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    for name in ("server", "rx"):
+        zmq.auth.create_certificates(keys, name)
+    (allowed / "rx.key").write_bytes((keys / "rx.key").read_bytes())   # ZAP admits rx's public key only
+    rx_public = zmq.auth.load_certificate(keys / "rx.key")[0].decode()
+    public, secret = zmq.auth.load_certificate(keys / "server.key_secret")
+    ctx = zmq.Context()
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(allowed))
+    router, pub = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB)
+    for sock in (router, pub):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
+    while fb_port == port + 1:                                  # must not be the default address
+        pub.unbind(f"tcp://127.0.0.1:{fb_port}")
+        fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
+    rng = np.random.default_rng(4)
+    try:
+        tb = gr.top_block()
+        link = server_link(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{fb_port}", [3], 100,
+                           str(keys / "server.key"), str(keys / "rx.key_secret"))
+        assert link.feedback_addr == f"tcp://127.0.0.1:{fb_port}"
+        dbg = blocks.message_debug()
+        tb.msg_connect(link, "feedback", dbg, "store")
+        tb.start()
+        pdu, y = _soft_pdu(rng)
+        link.to_basic_block()._post(pmt.intern("in"), pdu)
+        assert router.poll(5000), "no soft frame through CURVE"
+        frames = router.recv_multipart(copy=False)
+        assert frames[1].get("User-Id") == rx_public              # the client's fixed key, not a random one
+        msg = protocol.decode(frames[1].bytes)
+        assert msg.frame_idx == 0 and np.array_equal(msg.y, y)
+        fb = protocol.Feedback(tx_id=3, image_id=9, attempt=1, decision="ACK", reason="ok", scores={"niqe": 5.0})
+        t0 = time.monotonic()
+        while dbg.num_messages() == 0 and time.monotonic() - t0 < 5:   # slow joiner (plus the handshake)
+            pub.send_multipart([protocol.feedback_topic(3), protocol.encode(fb)])
+            time.sleep(0.05)
+        tb.stop()
+        tb.wait()
+        assert dbg.num_messages() >= 1, "no feedback through CURVE on the non-default feedback address"
+        got = pmt.to_python(dbg.get_message(0))
+        assert got["decision"] == "ACK" and got["tx_id"] == 3 and link.counters["feedback"] >= 1
+    finally:
+        auth.stop()
+        router.close(0)
+        pub.close(0)
+        ctx.term()
+
+
+def test_curve_bad_key_files_fail_at_construction(tmp_path):
+    import zmq.auth
+
+    zmq.auth.create_certificates(tmp_path, "server")
+    with pytest.raises(ValueError, match="server_link: .*needs both"):
+        server_link("tcp://127.0.0.1:5555", "", [], 10, str(tmp_path / "server.key"), "")
+    with pytest.raises(ValueError, match="server_link: .*server.key: holds no secret key"):
+        server_link("tcp://127.0.0.1:5555", "", [], 10, str(tmp_path / "server.key"), str(tmp_path / "server.key"))
+    with pytest.raises(ValueError, match="missing.key_secret: certificate file does not exist"):
+        server_link("tcp://127.0.0.1:5555", "", [], 10, str(tmp_path / "server.key"),
+                    str(tmp_path / "missing.key_secret"))

@@ -5,7 +5,9 @@ Soft-symbol PDUs go out as ``soft_frame`` messages on a DEALER connected to the 
 decisions come back on a SUB socket connected to its feedback PUB and leave this block as feedback dicts on the
 ``feedback`` port (for ``chase_combiner`` and, in a loopback, ``tx_controller``).  Every byte is packed and
 checked by ``infercom.protocol``.  A missing or slow server never blocks the flowgraph: sends are non-blocking,
-at most ``hwm`` messages queue in ZeroMQ, and the rest are dropped and counted.
+at most ``hwm`` messages queue in ZeroMQ, and the rest are dropped and counted.  With CurveZMQ certificates
+(``curve_server_key`` + ``curve_key``) both sockets are encrypted and authenticated with the client's own fixed
+keypair (``infercom.zmqcurve``), which the server's allow-list names.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pmt
 import zmq
 from gnuradio import gr
 
-from infercom import protocol
+from infercom import protocol, zmqcurve
 
 from .tags import feedback_to_pmt, meta_to_header, parse_pdu
 
@@ -44,13 +46,17 @@ class server_link(gr.basic_block):
     tx_ids : transmitter ids whose feedback to subscribe to (list); empty: all transmitters.
     hwm : messages queued at most towards an absent/slow server (ZeroMQ send high-water mark); beyond it
         frames are dropped and counted in ``counters['dropped']``.
+    curve_server_key : path of the server's public certificate (``server.key``); with ``curve_key``, CurveZMQ
+        on both sockets; empty (with ``curve_key`` empty): plain ZeroMQ.
+    curve_key : path of this client's secret certificate (``NAME.key_secret``, made by
+        ``zmq.auth.create_certificates``); its public key must be on the server's allow-list.
 
     Ports: ``in`` soft PDUs (per attempt, *not* Chase-combined: the server combines) -> the server;
     ``feedback`` (out): one dict per server decision (fields of ``protocol.Feedback``).
     """
 
     def __init__(self, server_addr: str = "tcp://127.0.0.1:5555", feedback_addr: str = "", tx_ids=(),
-                 hwm: int = 1000):
+                 hwm: int = 1000, curve_server_key: str = "", curve_key: str = ""):
         gr.basic_block.__init__(self, name="infercom_server_link", in_sig=None, out_sig=None)
         self.server_addr = str(server_addr)
         if not self.server_addr and not feedback_addr:
@@ -63,6 +69,10 @@ class server_link(gr.basic_block):
         if int(hwm) < 1:
             raise ValueError(f"server_link: hwm must be >= 1, got {hwm}")
         self.hwm = int(hwm)
+        try:
+            self.curve = zmqcurve.optional_client_keys(curve_server_key, curve_key)   # None: no CURVE
+        except ValueError as exc:
+            raise ValueError(f"server_link: {exc}") from None
         self.stream_id = secrets.randbits(64) or 1
         self.seq = 0
         self.counters = collections.Counter()
@@ -81,11 +91,13 @@ class server_link(gr.basic_block):
             self._dealer = self._ctx.socket(zmq.DEALER)
             self._dealer.setsockopt(zmq.SNDHWM, self.hwm)
             self._dealer.setsockopt(zmq.LINGER, 0)
+            zmqcurve.apply(self._dealer, self.curve)
             self._dealer.connect(self.server_addr)
         self._stop.clear()
         self._thread = threading.Thread(target=self._feedback_loop, name="infercom_server_link_fb", daemon=True)
         self._thread.start()
-        self.logger.info(f"server_link: soft frames -> {self.server_addr}, feedback <- {self.feedback_addr}")
+        self.logger.info(f"server_link: soft frames -> {self.server_addr}, feedback <- {self.feedback_addr}"
+                         f"{', CurveZMQ' if self.curve else ''}")
         return True
 
     def stop(self):
@@ -141,6 +153,7 @@ class server_link(gr.basic_block):
                 sub.setsockopt(zmq.SUBSCRIBE, protocol.feedback_topic(t))
         else:
             sub.setsockopt(zmq.SUBSCRIBE, b"fb")
+        zmqcurve.apply(sub, self.curve)
         sub.connect(self.feedback_addr)
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)

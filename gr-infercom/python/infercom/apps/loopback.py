@@ -32,15 +32,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (or one image file)")
     p.add_argument("--snr-db", type=float, required=True, help="Es/N0 of the AWGN in dB")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--cfo-hz", type=float, default=None, help="carrier frequency offset in Hz (see --samp-rate)")
+    g.add_argument("--cfo-hz", type=float, default=None,
+                   help="carrier frequency offset in Hz (see --samp-rate; default: 0, or --cfo-frac)")
     g.add_argument("--cfo-frac", type=float, default=None,
-                   help="carrier frequency offset as a fraction of the symbol rate (e.g. 0.01 = 1%%)")
+                   help="carrier frequency offset as a fraction of the symbol rate (e.g. 0.01 = 1%%; default: "
+                        "from --cfo-hz, else 0)")
     p.add_argument("--samp-rate", type=float, default=2e6, help="sample rate in S/s for --cfo-hz (default 2e6)")
     p.add_argument("--timing", type=float, default=None,
                    help="fractional timing offset in samples (default: drawn from the seed in [0, 1))")
     p.add_argument("--fading", choices=("none", "block"), default="none")
     p.add_argument("--fading-per", choices=("frame", "image"), default="frame")
-    p.add_argument("--server", default=None, help="inference server address, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--server", default=None,
+                   help="inference server address, e.g. tcp://127.0.0.1:5555 (default: none, images are "
+                        "reconstructed locally)")
     p.add_argument("--attempts", type=int, default=1,
                    help="without --server: blind attempts per image, Chase-combined at the receiver")
     p.add_argument("--max-attempts", type=int, default=4, help="with --server: ARQ attempt limit")
@@ -49,8 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gap", default="64:1024", help="random idle gap between bursts MIN:MAX symbols")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per image and a summary")
-    p.add_argument("--out", default=None, help="also write the JSON report to this file")
-    p.add_argument("--save-images", default=None, help="folder for the reconstructed images (PNG)")
+    p.add_argument("--out", default=None, help="also write the JSON report to this file (default: none)")
+    p.add_argument("--save-images", default=None,
+                   help="folder for the reconstructed images (PNG) (default: none saved)")
     p.add_argument("--wall-timeout", type=float, default=600.0, help="give up after this many seconds")
     add_link_arguments(p)
 

@@ -2,9 +2,12 @@
 """``infercom rx``: the InferCom receiver over ZeroMQ IQ or a USRP (UHD).
 
 Radio -> RRC matched filter -> ``burst_sync`` -> ``frame_demod`` -> ``chase_combiner``, and with ``--server`` the
-soft frames go to the inference server (``server_link``).  Mirrors grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs
-until ``--duration`` seconds passed (0 = until Ctrl-C) and prints the receiver's counters as JSON, and one
-JSON line per received frame with ``--verbose``.
+soft frames go to the inference server (``server_link``) and its ACK/NACK feedback (from ``--feedback``,
+default the ``--server`` port + 1) releases the Chase combiner's frames; ``--curve-server-key`` and
+``--curve-key`` make both links CurveZMQ.  Mirrors grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs until
+``--duration`` seconds passed (0 = until Ctrl-C or SIGTERM), then prints the receiver's counters as one JSON
+line on stdout (``{"summary": ...}``), preceded by one JSON line per received frame with ``--verbose``; a
+one-line "running" notice goes to stderr once the flowgraph runs.
 """
 
 from __future__ import annotations
@@ -19,18 +22,28 @@ import numpy as np
 import pmt
 from gnuradio import filter, gr
 
+from . import add_curve_arguments, stop_on_signals
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq")
+    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq",
+                   help="zmq: IQ samples from a ZeroMQ PUSH (infercom tx --radio zmq); uhd: a USRP")
     p.add_argument("--iq-addr", default="tcp://127.0.0.1:5600", help="zmq: the TX's IQ PUSH address (connect)")
-    p.add_argument("--hw", default="b210", help="uhd: hw_configs/<name>.yaml or a path")
-    p.add_argument("--server", default=None, help="inference server address, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--hw", default="b210",
+                   help="uhd: radio set-up, a name from the shipped hw_configs/ (b210, x310, n210) or a YAML path")
+    p.add_argument("--server", default=None,
+                   help="inference server's soft-frame address, e.g. tcp://127.0.0.1:5555 (default: none, the "
+                        "frames are only counted)")
+    p.add_argument("--feedback", default=None, metavar="ADDR",
+                   help="the server's feedback PUB address (its --feedback-bind) (default: the --server port + 1)")
+    add_curve_arguments(p, "the links to the server (--server and --feedback)")
     p.add_argument("--sps", type=int, default=2, help="zmq: samples per symbol (uhd: from the hw config)")
     p.add_argument("--max-frame-len-log2", type=int, default=15, help="largest frame any TX sends (2**N)")
-    p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
-    p.add_argument("--verbose", action="store_true", help="one JSON line per received frame")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C or SIGTERM)")
+    p.add_argument("--verbose", action="store_true", help="one JSON line per received frame (default: off)")
     p.add_argument("--snr-db", type=float, default=None,
-                   help="zmq: add white noise at this Es/N0 (dB) to the received stream (a radio's noise floor)")
+                   help="zmq: add white noise at this Es/N0 (dB) to the received stream, a radio's noise floor "
+                        "(default: none added)")
     p.add_argument("--cfo-frac", type=float, default=0.0,
                    help="zmq: add a carrier offset, as a fraction of the symbol rate")
 
@@ -99,8 +112,11 @@ class RxFlowgraph(gr.top_block):
         self.msg_connect(self.demod, "out", self.chase, "in")
         self.msg_connect(self.demod, "out", self.log, "in")
         self.link = None
+        if not args.server and (args.feedback or args.curve_server_key or args.curve_key):
+            raise ValueError("--feedback, --curve-server-key and --curve-key need --server")
         if args.server:
-            self.link = server_link(args.server, "", [], 1000)
+            self.link = server_link(args.server, args.feedback or "", [], 1000, args.curve_server_key or "",
+                                    args.curve_key or "")
             self.msg_connect(self.demod, "out", self.link, "in")
             self.msg_connect(self.link, "feedback", self.chase, "feedback")
 
@@ -119,15 +135,23 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom rx: {exc}", file=sys.stderr)
         return 2
-    fg.start()
-    t0 = time.monotonic()
-    try:
-        while args.duration <= 0 or time.monotonic() - t0 < args.duration:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fg.stop()
-        fg.wait()
-    print(json.dumps({"summary": fg.counters()}))
+    with stop_on_signals() as stop:
+        fg.start()
+        src = args.iq_addr if args.radio == "zmq" else fg.hw["name"]
+        link = (f", soft frames -> {fg.link.server_addr}, feedback <- {fg.link.feedback_addr}"
+                f"{' (CurveZMQ)' if fg.link.curve else ''}") if fg.link is not None else ""
+        until = f"{args.duration:g} s" if args.duration > 0 else "Ctrl-C or SIGTERM"
+        print(f"infercom rx: running ({args.radio} {src}{link}) until {until}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            while not stop.wait(0.2):
+                if args.duration > 0 and time.monotonic() - t0 >= args.duration:
+                    break
+        finally:
+            fg.stop()
+            fg.wait()
+    counters = fg.counters()
+    counters["run_s"] = round(time.monotonic() - t0, 3)
+    counters["stopped_by"] = getattr(stop, "signame", "signal") if stop.is_set() else "duration"
+    print(json.dumps({"summary": counters}), flush=True)
     return 0

@@ -3,8 +3,10 @@
 
 Images -> ``tx_controller`` (frames, ARQ) -> ``frame_modulator`` (RRC-shaped bursts) -> radio.  With
 ``--feedback ADDR`` the transmitter subscribes to the inference server's feedback PUB and retransmits on NACK
-or timeout (ARQ); without it every image is sent ``--attempts`` times.  Mirrors grc/tx_zmq.grc and
-grc/tx_uhd.grc; the radio set-up comes from ``hw_configs/<name>.yaml`` (``--hw``).
+or timeout (ARQ); without it every image is sent ``--attempts`` times.  ``--curve-server-key`` and
+``--curve-key`` make that subscription CurveZMQ.  Mirrors grc/tx_zmq.grc and grc/tx_uhd.grc; the radio set-up
+comes from ``hw_configs/<name>.yaml`` (``--hw``).  Prints one JSON record per image and a JSON summary on
+stdout when every image ended, or on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,24 +18,30 @@ import time
 
 from gnuradio import blocks, gr
 
-from . import add_link_arguments, block_size
+from . import add_curve_arguments, add_link_arguments, block_size, stop_on_signals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (or one image file)")
-    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq")
+    p.add_argument("--radio", choices=("zmq", "uhd"), default="zmq",
+                   help="zmq: IQ samples on a ZeroMQ PUSH (for infercom rx --radio zmq); uhd: a USRP")
     p.add_argument("--iq-addr", default="tcp://127.0.0.1:5600",
                    help="zmq: address the IQ PUSH socket binds (the RX connects)")
-    p.add_argument("--hw", default="b210", help="uhd: hw_configs/<name>.yaml or a path (device, rate, gain...)")
+    p.add_argument("--hw", default="b210",
+                   help="uhd: radio set-up, a name from the shipped hw_configs/ (b210, x310, n210) or a YAML path")
     p.add_argument("--samp-rate", type=float, default=2e6, help="zmq: sample rate the stream is paced at (S/s)")
     p.add_argument("--amplitude", type=float, default=0.5, help="uhd: baseband amplitude (0..1)")
-    p.add_argument("--feedback", default=None, help="server feedback PUB address (enables ARQ)")
+    p.add_argument("--feedback", default=None, metavar="ADDR",
+                   help="the server's feedback PUB address, e.g. tcp://127.0.0.1:5556; enables ARQ (default: "
+                        "none, blind --attempts)")
+    add_curve_arguments(p, "the --feedback subscription")
     p.add_argument("--attempts", type=int, default=1, help="without --feedback: blind attempts per image")
-    p.add_argument("--max-attempts", type=int, default=4)
-    p.add_argument("--timeout-s", type=float, default=10.0)
+    p.add_argument("--max-attempts", type=int, default=4, help="with --feedback: attempts per image (ARQ limit)")
+    p.add_argument("--timeout-s", type=float, default=10.0,
+                   help="with --feedback: seconds without feedback before an attempt is resent")
     p.add_argument("--sps", type=int, default=2, help="zmq: samples per symbol (uhd: from the hw config)")
     p.add_argument("--gap", default="64:1024", help="idle gap between bursts MIN:MAX symbols (zmq)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random idle gaps")
     p.add_argument("--tail-s", type=float, default=1.0, help="seconds to keep the stream up after the last frame")
     add_link_arguments(p)
 
@@ -45,6 +53,8 @@ class TxFlowgraph(gr.top_block):
         from ..hwconfig import configure_usrp, load_hw_config
         from infercom.frame import FrameFormat
 
+        if not args.feedback and (args.curve_server_key or args.curve_key):
+            raise ValueError("--curve-server-key and --curve-key need --feedback")
         bh, bw = block_size(args)
         self.hw = load_hw_config(args.hw) if args.radio == "uhd" else None
         sps = self.hw["sps"] if self.hw else args.sps
@@ -60,7 +70,8 @@ class TxFlowgraph(gr.top_block):
         self.msg_connect(self.tx, "frames", self.mod, "in")
         self.msg_connect(self.mod, "sent", self.tx, "sent")
         if args.feedback:
-            self.fb = server_link("", args.feedback, [args.tx_id], 1000)
+            self.fb = server_link("", args.feedback, [args.tx_id], 1000, args.curve_server_key or "",
+                                  args.curve_key or "")
             self.msg_connect(self.fb, "feedback", self.tx, "feedback")
         if args.radio == "zmq":
             from gnuradio import zeromq
@@ -84,16 +95,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom tx: {exc}", file=sys.stderr)
         return 2
-    fg.start()
-    try:
-        while not fg.tx.finished.wait(0.2):
-            pass
-        time.sleep(max(args.tail_s, 0.0))
-    except KeyboardInterrupt:
-        print("infercom tx: interrupted", file=sys.stderr)
-    finally:
-        fg.stop()
-        fg.wait()
+    with stop_on_signals() as stop:
+        fg.start()
+        try:
+            while not stop.is_set() and not fg.tx.finished.wait(0.2):
+                pass
+            if fg.tx.finished.is_set():
+                stop.wait(max(args.tail_s, 0.0))     # the last bursts leave the radio (a signal cuts it short)
+        finally:
+            if not fg.tx.finished.is_set():
+                print(f"infercom tx: interrupted ({getattr(stop, 'signame', 'Ctrl-C')}) before every image "
+                      "ended", file=sys.stderr)
+            fg.stop()
+            fg.wait()
     for rec in fg.tx.records:
         print(json.dumps(rec))
     print(json.dumps({"summary": {"images": len(fg.tx.records), "frames": fg.tx.counters["frames"],
