@@ -79,7 +79,7 @@ def check_sweep(dec: dict[float, list[str]]) -> None:
     assert rates[0] < 1.0, dec          # the gate does gate: at -10 dB nothing passes on the first attempt
 
 
-@pytest.mark.parametrize("restorer", ["bicubic", "infercom-restorer"])
+@pytest.mark.parametrize("restorer", ["bicubic", "infercom-restorer", "infercom-restorer-stage1"])
 def test_decision_sweep_kodak_crops(datasets_dir, restorer):
     check_sweep(first_attempt_decisions(restorer, kodak(datasets_dir, crop=(256, 384))))
 

@@ -53,7 +53,9 @@ import numpy as np
 
 DEFAULT_DATASETS = Path(os.environ.get("INFERCOM_DATASETS",
                                        Path(__file__).resolve().parents[3] / "shared" / "datasets"))
-DEFAULT_SNRS = "-8,-6,-4,-2,0,2,4,6,8,10,12,14"
+#: Es/N0 grid (dB) of the calibration: the whole range the gate must be right on, clean channels included
+#: (``inf``: the noiseless channel itself)
+DEFAULT_SNRS = "-8,-6,-4,-2,0,2,4,6,8,10,12,14,20,25,30,40,inf"
 METRICS = ("niqe", "consistency")
 #: noise variance of the "error-free" reference decode (Es/N0 = 60 dB: every powered bit is certain)
 NOISELESS_VAR = 1e-6
@@ -139,6 +141,11 @@ def make_restorer(name: str, config: dict | None = None):
     return get_restorer(name, config=config)
 
 
+def snr_labels(snrs: list[float]) -> list:
+    """The Es/N0 grid as written to JSON: dB values, ``"noiseless"`` for the noiseless channel (``inf``)."""
+    return [s if np.isfinite(s) else "noiseless" for s in snrs]
+
+
 def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: int, progress: bool = True,
                 restorer_name: str = "bicubic", restorer_config: dict | None = None,
                 scores: tuple[str, ...] = METRICS, chase_attempts: bool = True) -> list:
@@ -163,21 +170,27 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
         meta = dict(bh=bh, bw=bw, height=lay.height, width=lay.width, channels=lay.channels)
         # the error-free link: a noiseless channel with the same transmitter (planes the importance profile
         # gives zero power stay unknown, exactly as over the air)
-        clean_obs = link.decode_image(x, np.float32(NOISELESS_VAR), lay, cfg)
         # a finite Es/N0 (60 dB, the noise variance used): restorers conditioned on snr_db need a number
-        clean = restorer.restore(clean_obs, dict(meta, snr_db=NOISELESS_SNR_DB, attempts=1))
+        clean_llr = link.soft_to_llr(x, np.float32(NOISELESS_VAR), lay, cfg)
+        clean = restore_for_gate(restorer, link.llr_to_lowres(clean_llr, lay, cfg),
+                                 dict(meta, snr_db=NOISELESS_SNR_DB, attempts=1,
+                                      missing=np.zeros((lay.low_h, lay.low_w), bool),
+                                      obs_var=link.llr_to_lowres_var(clean_llr, lay, cfg)))
         psnr_clean = metrics.psnr(clean, img)
         for snr in snrs:
-            nv = np.float32(10.0 ** (-snr / 10.0))
-            y = channel.awgn(x, snr, rng)
+            noiseless = snr == np.inf                       # a sample of the noiseless channel itself
+            nv = np.float32(NOISELESS_VAR if noiseless else 10.0 ** (-snr / 10.0))
+            y = x.copy() if noiseless else channel.awgn(x, snr, rng)
             llr = link.soft_to_llr(y, nv, lay, cfg)
             obs = link.llr_to_lowres(llr, lay, cfg)
-            m = dict(meta, snr_db=snr, attempts=1, missing=np.zeros((lay.low_h, lay.low_w), bool),
+            m = dict(meta, snr_db=NOISELESS_SNR_DB if noiseless else snr, attempts=1,
+                     missing=np.zeros((lay.low_h, lay.low_w), bool),
                      obs_var=link.llr_to_lowres_var(llr, lay, cfg))      # as the server's meta
             out = restore_for_gate(restorer, obs, m)
             rec = {"image": path.name, "snr_db": snr, "psnr_clean": psnr_clean, "psnr": metrics.psnr(out, img)}
             # what Chase retransmissions (MRC with independent attempts: +3 dB, +6 dB) would give
-            ys = [y] + [channel.awgn(x, snr, rng) for _ in range(3)]   # drawn either way: same noise per seed
+            ys = [y] + [x.copy() if noiseless else channel.awgn(x, snr, rng)   # drawn either way: same noise
+                        for _ in range(3)]                                       # per seed
             for n_att, key in ((2, "psnr_chase2"), (4, "psnr_chase4")) if chase_attempts else ():
                 yc, nvc = chase.combine(ys[:n_att], [nv] * n_att)
                 llrc = link.soft_to_llr(yc, nvc, lay, cfg)
@@ -321,7 +334,7 @@ def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, s
            "dataset": {"folder": str(args.images.name if args.images.parent.name != "bsds500"
                                      else f"bsds500/{args.images.name}"),
                        "n_images": len(paths), "images": "the first n_images by name"},
-           "snrs_db": snrs, "seed": args.seed, "counts": result["counts"],
+           "snrs_db": snr_labels(snrs), "seed": args.seed, "counts": result["counts"],
            "per_snr_median": result["per_snr_median"], "runtime_s": round(runtime_s, 1),
            "machine": platform.platform(), "restorer_checkpoint": fingerprint}
     cal = dict(e.get("calibrations") or {})
@@ -411,7 +424,7 @@ def restorer_entry(args, restorer: str, paths: list, snrs: list, records: list, 
         "dataset": {"folder": str(args.images.name if args.images.parent.name != "bsds500"
                                   else f"bsds500/{args.images.name}"),
                     "n_images": len(paths), "images": "the first n_images by name"},
-        "snrs_db": snrs, "seed": args.seed,
+        "snrs_db": snr_labels(snrs), "seed": args.seed,
         "separation": result["separation"], "single_metric_cuts": result["single_metric_cuts"],
         "counts": result["counts"], "per_snr_median": result["per_snr_median"],
         "runtime_s": round(runtime_s, 1), "machine": platform.platform(),
