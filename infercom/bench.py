@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "gnuradio": "gnuradio.infercom.bench",
     "server": "receiver_server.bench",
     "restorer": "receiver_server.restorer.bench",
+    "nr": "infercom.nr.bench",
 }
 
 

@@ -18,7 +18,6 @@ fails: the client delivers nothing), and every soft frame's ``tx_id`` is checked
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,16 +74,11 @@ def _z85_key(entry: dict, base: Path, i: int) -> str:
 
 def load_allow_list(path: str | Path) -> AllowList:
     """Read and validate an allow-list file; ValueError naming the entry and field that is wrong."""
+    from .config import read_mapping_file
+
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"allow-list file {p} does not exist")
-    text = p.read_text()
-    if p.suffix.lower() == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict) or set(data) != {"clients"} or not isinstance(data["clients"], list):
+    data = read_mapping_file(p, "allow-list file")
+    if set(data) != {"clients"} or not isinstance(data["clients"], list):
         raise ValueError(f"allow-list {p} must be a mapping with one key 'clients' holding a list")
     tx: dict[str, frozenset[int]] = {}
     status: set[str] = set()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["ServerConfig", "PolicyConfig", "load_config", "feedback_address", "is_loopback_address"]
+__all__ = ["ServerConfig", "PolicyConfig", "load_config", "read_mapping_file", "feedback_address",
+           "is_loopback_address"]
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 
@@ -185,22 +186,29 @@ class ServerConfig:
         return dataclasses.replace(self, **kw)
 
 
+def read_mapping_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in a ``.json`` file (JSON) or any other file (YAML); ValueError naming ``what`` and the path
+    when it does not exist or holds something else (an empty YAML file is an empty mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {p} does not exist")
+    text = p.read_text()
+    if p.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {p} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfig:
     """Read a YAML/JSON mapping of :class:`ServerConfig` fields (``policy`` as a nested mapping) and apply
     ``overrides`` (``None`` values are ignored)."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ValueError(f"config file {p} does not exist")
-        text = p.read_text()
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {p} must hold a mapping, got {type(data).__name__}")
+        data = read_mapping_file(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(ServerConfig)}
     unknown = sorted(set(data) - known)
