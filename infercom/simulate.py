@@ -24,6 +24,13 @@ JSON lines): BER per plane (MSB first), low-res pixel MSE of the MMSE and hard r
 of the bicubic-upsampled MMSE (and hard) image against the original, channel uses (payload symbols per
 attempt; all attempts; with frame overhead when :mod:`infercom.frame` provides ``image_frames``), and the
 transmitter's exact source-coding operation count.
+
+``--system nr`` runs the 5G-NR baseline instead (:mod:`infercom.nr.harq`: JPEG at a bit budget, one LDPC
+transport block per image, CRC-triggered HARQ with Chase or incremental redundancy, up to ``--max-attempts``
+attempts) through the same channel function with the same seeds; rows then carry ``"record": "image"``
+(success, CRC per attempt, PSNR/SSIM of the decoded JPEG or None when the image is lost, JPEG quality and
+bits, budget, channel uses, transmitter operation count) and, after them, one ``"record": "summary"`` row
+per SNR (image success rate, BLER per attempt, mean PSNR/SSIM over the decoded images). docs/nr.md §11.
 """
 
 from __future__ import annotations
@@ -249,7 +256,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(e.g. out/sim.jsonl, out/sim.csv; default: none)")
     p.add_argument("--save-images", default=None, metavar="DIR",
                    help="write the upsampled MMSE reconstructions as PNG to DIR (<image>_snr<S>_mmse.png; "
-                        "default: none saved)")
+                        "with --system nr the decoded JPEGs, <image>_snr<S>_nr.png; default: none saved)")
+    from .nr import options as nr_options
+
+    g = nr_options.add_arguments(p)
+    g.add_argument("--max-attempts", type=int, default=None,
+                   help="NR attempt limit 1..16 (default: --attempts, the InferCom link's attempt count)")
 
 
 _COLS = [("image", "{:<12}"), ("snr_db", "{:>6.1f}"), ("inst_snr_db", "{:>6.1f}"), ("ber", "{:>8.5f}"),
@@ -277,12 +289,21 @@ def _header_line() -> str:
 
 
 def _csv_row(rec: dict) -> dict:
-    """Flatten list fields (``ber_per_plane`` -> ``ber_plane7``, ...) for CSV."""
+    """Flatten list fields for CSV (``ber_per_plane`` -> ``ber_plane7``, ..., ``crc_ok_per_attempt`` ->
+    ``crc_ok_attempt0``, ...) and dict fields (``params`` -> ``params_n_symbols``, ...)."""
     row = {}
     for key, val in rec.items():
         if isinstance(val, list):
             for j, x in enumerate(val):
-                row[f"{key.replace('_per_plane', '')}_plane{7 - j}"] = x
+                if key.endswith("_per_attempt"):
+                    row[f"{key[:-len('_per_attempt')]}_attempt{j}"] = x
+                elif key.endswith("_per_plane"):
+                    row[f"{key.replace('_per_plane', '')}_plane{7 - j}"] = x
+                else:
+                    row[f"{key}_{j}"] = x
+        elif isinstance(val, dict):
+            for k, x in val.items():
+                row[f"{key}_{k}"] = x
         else:
             row[key] = val
     return row
@@ -325,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"infercom simulate: {exc}", file=sys.stderr)
         return 2
+    if args.system == "nr":
+        return _run_nr(args, snrs, bh, bw, files, frame_len)
     from tqdm import tqdm  # noqa: PLC0415
 
     records: list[dict] = []
@@ -378,3 +401,207 @@ def run(args: argparse.Namespace) -> int:
                     mean[key] = int(round(m)) if isinstance(vals[0], int) else m
             print(_fmt_row(mean))
     return 0
+
+
+# ------------------------------------------------------------------------------------------ NR baseline
+def simulate_image_nr(tx, snr_db: float, rng: np.random.Generator, fading: str = "none",
+                      fading_per: str = "image", snr_mode: str = "instantaneous",
+                      frame_len: int = DEFAULT_FRAME_LEN, final_metrics: bool = True, keep_image: bool = False,
+                      max_iter: int = 10, metrics_cache: dict | None = None) -> dict:
+    """One image through the NR baseline at Es/N0 ``snr_db`` (dB): attempts of ``tx``
+    (:class:`infercom.nr.harq.NrImageTx`) through :func:`channel_attempt` (same channel and draws as the
+    InferCom link) until the CRC passes or ``tx.max_attempts`` are spent.
+
+    Returns the record of docs/nr.md §11 (``success``, ``crc_ok_per_attempt``, ``attempts_used``, ``psnr``/
+    ``ssim`` of the decoded image or None when lost, ``psnr_jpeg``/``ssim_jpeg`` of the error-free JPEG,
+    ``channel_uses`` = symbols per attempt x attempts used, ``tx_ops`` (JPEG + CRC + LDPC for the attempts
+    used), the budget and JPEG fields of ``tx.info()``). ``metrics_cache``: a dict reused across SNRs of the
+    same image (the error-free JPEG's metrics). ``keep_image``: the decoded image under ``"_image"``."""
+    from .nr.harq import NrImageRx  # noqa: PLC0415
+    from .nr.jpeg import decode_jpeg  # noqa: PLC0415
+    from .nr.link import qpsk_llrs  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    img = tx.img
+    cache = {} if metrics_cache is None else metrics_cache
+    rx = NrImageRx(tx.params, max_iter=max_iter)
+    crc, insts, iters = [], [], []
+    ok, dec, info = False, None, {}
+    for k in range(tx.max_attempts):
+        y, nv, inst = channel_attempt(tx.symbols(k), snr_db, rng, fading, fading_per, snr_mode, frame_len)
+        rx.add_attempt(qpsk_llrs(y, nv), k)
+        ok, dec, info = rx.decode()
+        crc.append(bool(info["crc_ok"]))
+        insts.append(inst)
+        iters.append(info["iterations_mean"])
+        if ok:
+            break
+    used = len(crc)
+    exact = bool(ok and info["jpeg"] == tx.jpeg)
+    ops = tx.op_count(used)
+    rec = {
+        "record": "image", "system": "nr",
+        "snr_db": float(snr_db),
+        "inst_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in insts]))),
+        "rate": 1.0 / (tx.bh * tx.bw), "bh": tx.bh, "bw": tx.bw, "planes": tx.planes,
+        "fading": fading, "fading_per": fading_per if fading == "block" else None, "snr_mode": snr_mode,
+        "height": int(img.shape[0]), "width": int(img.shape[1]), "channels": int(img.shape[2]),
+        **tx.info(),
+        "success": bool(ok), "status": rx.status,
+        "undetected": bool(ok and not exact),
+        "attempts_used": used, "crc_ok_per_attempt": crc, "ldpc_iterations_per_attempt": iters,
+        "channel_uses": tx.n_symbols * used,
+        "tx_ops": ops["total"], "tx_ops_jpeg": ops["jpeg"], "tx_ops_crc": ops["crc_tb"] + ops["crc_cb"],
+        "tx_ops_ldpc": ops["ldpc"],
+        "time_link_s": time.perf_counter() - t0,
+    }
+    if final_metrics:
+        if "psnr_jpeg" not in cache:
+            ref = decode_jpeg(tx.jpeg)
+            cache.update(psnr_jpeg=metrics.psnr(img, ref), ssim_jpeg=metrics.ssim(img, ref))
+        rec.update(psnr_jpeg=cache["psnr_jpeg"], ssim_jpeg=cache["ssim_jpeg"])
+        if ok and exact:
+            rec.update(psnr=cache["psnr_jpeg"], ssim=cache["ssim_jpeg"])
+        elif ok:
+            rec.update(psnr=metrics.psnr(img, dec), ssim=metrics.ssim(img, dec))
+        else:
+            rec.update(psnr=None, ssim=None)
+    if keep_image:
+        rec["_image"] = dec
+    return rec
+
+
+def summarize_nr(records: list[dict]) -> list[dict]:
+    """Per-SNR summary rows of NR image records: ``n_images``, ``success_rate``, ``bler_per_attempt`` (of
+    the images that sent attempt k, the fraction still failing the CRC after combining it; None where no image
+    got that far), ``n_per_attempt``, ``psnr_mean``/``ssim_mean`` over decoded images (None if none),
+    ``channel_uses_mean``, ``tx_ops_mean``, ``jpeg_quality_mean``, ``jpeg_bits_mean``, ``undetected``."""
+    out = []
+    for s in sorted({r["snr_db"] for r in records}):
+        rs = [r for r in records if r["snr_db"] == s]
+        n_att = max(r["max_attempts"] for r in rs)
+        reach = [sum(1 for r in rs if r["attempts_used"] > k) for k in range(n_att)]
+        fail = [sum(1 for r in rs if r["attempts_used"] > k and not r["crc_ok_per_attempt"][k])
+                for k in range(n_att)]
+        good = [r for r in rs if r["success"] and r.get("psnr") is not None]
+
+        def mean(key, rows=rs):
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            return float(np.mean(vals)) if vals else None
+
+        out.append({
+            "record": "summary", "system": "nr", "snr_db": s, "budget_mode": rs[0]["budget_mode"],
+            "code_rate": rs[0]["code_rate"], "harq": rs[0]["harq"], "max_attempts": n_att,
+            "n_images": len(rs), "success_rate": sum(r["success"] for r in rs) / len(rs),
+            "bler_per_attempt": [f / n if n else None for f, n in zip(fail, reach)], "n_per_attempt": reach,
+            "psnr_mean": mean("psnr", good), "ssim_mean": mean("ssim", good),
+            "inst_snr_db_mean": mean("inst_snr_db"), "channel_uses_mean": mean("channel_uses"),
+            "tx_ops_mean": mean("tx_ops"), "jpeg_quality_mean": mean("jpeg_quality"),
+            "jpeg_bits_mean": mean("jpeg_bits"), "undetected": sum(r["undetected"] for r in rs),
+        })
+    return out
+
+
+_NR_COLS = [("image", "{:<12}"), ("snr_db", "{:>6.2f}"), ("inst_snr_db", "{:>6.2f}"), ("success", "{!s:>5}"),
+            ("attempts_used", "{:>3d}"), ("jpeg_quality", "{:>3d}"), ("jpeg_bits", "{:>9d}"),
+            ("psnr", "{:>6.2f}"), ("ssim", "{:>6.3f}"), ("channel_uses", "{:>9d}"), ("tx_ops", "{:>10d}")]
+_NR_HEAD = ["image", "snr", "inst", "ok", "att", "q", "JPEG bit", "PSNR", "SSIM", "ch uses", "tx ops"]
+_NR_SUM_COLS = [("snr_db", "{:>6.2f}"), ("success_rate", "{:>7.3f}"), ("bler", "{:<23}"),
+                ("psnr_mean", "{:>6.2f}"), ("ssim_mean", "{:>6.3f}"), ("channel_uses_mean", "{:>10.0f}"),
+                ("tx_ops_mean", "{:>11.0f}"), ("jpeg_quality_mean", "{:>5.1f}"), ("jpeg_bits_mean", "{:>10.0f}")]
+_NR_SUM_HEAD = ["snr", "success", "BLER per attempt", "PSNR", "SSIM", "ch uses", "tx ops", "q", "JPEG bit"]
+
+
+def _width_nr(fmt: str) -> int:
+    return int(re.match(r"\{(?:!s)?:[<>]?(\d+)", fmt).group(1))
+
+
+def _fmt_nr(rec: dict, cols, heads) -> str:
+    cells = []
+    for (key, fmt), _ in zip(cols, heads):
+        v = rec.get(key)
+        cells.append(" " * _width_nr(fmt) if v is None else fmt.format(v))
+    return " ".join(cells)
+
+
+def _head_nr(cols, heads) -> str:
+    widths = [_width_nr(f) for _, f in cols]
+    return " ".join(h.ljust(w) if i == 0 or f.startswith("{:<") else h.rjust(w)
+                    for i, (h, w, (_, f)) in enumerate(zip(heads, widths, cols)))
+
+
+def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files: list, frame_len: int) -> int:
+    """``infercom simulate --system nr``: per image one :class:`~infercom.nr.harq.NrImageTx` (budget and JPEG
+    once), per SNR the attempts of :func:`simulate_image_nr` with ``default_rng([seed, image, snr])``."""
+    from .nr.harq import MAX_ATTEMPTS, NrImageTx  # noqa: PLC0415
+    from .nr.tbs import parse_code_rate  # noqa: PLC0415
+
+    try:
+        rate = parse_code_rate(args.code_rate)
+        max_att = args.max_attempts if args.max_attempts is not None else args.attempts
+        if not 1 <= max_att <= MAX_ATTEMPTS:
+            raise ValueError(f"--max-attempts must be in 1..{MAX_ATTEMPTS}")
+        link.LinkConfig(bh, bw, args.planes)                   # validates --planes
+    except ValueError as exc:
+        print(f"infercom simulate: {exc}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm  # noqa: PLC0415
+
+    records: list[dict] = []
+    save_dir = Path(args.save_images) if args.save_images else None
+    rc = 0
+    try:
+        if not args.json:
+            print(f"# system nr, budget {args.budget} at rate 1/{bh * bw} ({bh}x{bw}), planes {args.planes}, "
+                  f"code rate {rate}, harq {args.harq}, max attempts {max_att}, fading {args.fading}"
+                  f"{'/' + args.fading_per if args.fading == 'block' else ''}, snr mode {args.snr_mode}, "
+                  f"seed {args.seed}")
+            print(_head_nr(_NR_COLS, _NR_HEAD))
+        bar = tqdm(total=len(files) * len(snrs), file=sys.stderr, unit="run", disable=None)
+        for i, f in enumerate(files):
+            try:
+                img = imageio.load_image(f)
+            except ValueError as exc:
+                print(f"infercom simulate: skipping {exc}", file=sys.stderr)
+                bar.update(len(snrs))
+                continue
+            try:
+                tx = NrImageTx(img, args.budget, rate, bh, bw, args.planes, args.harq, max_att)
+            except ValueError as exc:                          # e.g. a budget below any JPEG: no fallback
+                print(f"infercom simulate: {f.name}: {exc}", file=sys.stderr)
+                rc = 2
+                break
+            cache: dict = {}
+            for j, s in enumerate(snrs):
+                rng = np.random.default_rng([args.seed, i, j])
+                rec = {"image": f.name}
+                rec.update(simulate_image_nr(tx, s, rng, args.fading, args.fading_per, args.snr_mode, frame_len,
+                                             final_metrics=not args.no_ssim, keep_image=save_dir is not None,
+                                             metrics_cache=cache))
+                rec["seed"] = args.seed
+                im = rec.pop("_image", None)
+                if save_dir is not None and im is not None:
+                    imageio.save_image(save_dir / f"{f.stem}_snr{s:g}_nr.png", im)
+                records.append(rec)
+                if args.json:
+                    print(json.dumps(rec), flush=True)
+                else:
+                    bar.clear()
+                    print(_fmt_nr(rec, _NR_COLS, _NR_HEAD), flush=True)
+                bar.update(1)
+        bar.close()
+        summary = summarize_nr(records) if records else []
+        if args.json:
+            for r in summary:
+                print(json.dumps(r), flush=True)
+        elif summary:
+            print("# per SNR: image success rate, BLER per attempt (CRC after combining), means over decoded "
+                  "images")
+            print(_head_nr(_NR_SUM_COLS, _NR_SUM_HEAD))
+            for r in summary:
+                row = dict(r, bler=" ".join("-" if b is None else f"{b:.3f}" for b in r["bler_per_attempt"]))
+                print(_fmt_nr(row, _NR_SUM_COLS, _NR_SUM_HEAD))
+    finally:
+        if args.out:
+            _write_records(Path(args.out), records + (summarize_nr(records) if records else []))
+    return rc
