@@ -21,7 +21,7 @@ import numpy as np
 from . import preamble as pre
 from .header import HEADER_SYMBOLS, FrameHeader, encode_header
 
-__all__ = ["FrameFormat", "segment", "build_frame", "image_frames", "Reassembler", "frame_layout"]
+__all__ = ["FrameFormat", "segment", "build_frame", "image_frames", "payload_frames", "Reassembler", "frame_layout"]
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,16 @@ def image_frames(img, cfg, tx_id: int, image_id: int, attempt: int = 0, fmt: Fra
     payload, lay = encode_image(img, cfg, keyring=keyring)
     h0 = FrameHeader.for_image(cfg, lay.height, lay.width, lay.channels, tx_id, image_id, 0, attempt,
                                fmt.frame_len_log2)
+    return payload_frames(h0, payload, fmt, frames)
+
+
+def payload_frames(h0: FrameHeader, payload: np.ndarray, fmt: FrameFormat,
+                   frames=None) -> list[tuple[FrameHeader, np.ndarray]]:
+    """Split one transmission's ``payload`` symbols (``h0.n_symbols()`` of them) into frames with headers
+    ``h0.replace(frame_idx=i)``: all (``frames=None``) or the listed indices, in the order given."""
     n = h0.frame_count()
     if h0.n_symbols() != payload.size:
-        raise RuntimeError("header payload size disagrees with the link layout")
+        raise RuntimeError(f"header payload size {h0.n_symbols()} disagrees with the payload ({payload.size})")
     idx = range(n) if frames is None else list(frames)
     out = []
     for i in idx:
@@ -179,7 +186,7 @@ def image_frames(img, cfg, tx_id: int, image_id: int, attempt: int = 0, fmt: Fra
 
 def _image_key(h: FrameHeader) -> tuple:
     return (h.tx_id, h.image_id, h.bh, h.bw, h.planes, h.channels, h.profile, h.design_snr_db, h.key_id,
-            h.height, h.width, h.frame_len_log2)
+            h.height, h.width, h.frame_len_log2, h.system)
 
 
 class Reassembler:
@@ -232,6 +239,10 @@ class Reassembler:
             y[i * fl: i * fl + fy.size] = fy
             nv[i * fl: i * fl + fy.size] = fnv
         return y, nv
+
+    def received(self) -> list[int]:
+        """Indices of the frames added so far."""
+        return sorted(self._frames)
 
     def missing(self) -> list[int]:
         if self._h is None:

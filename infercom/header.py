@@ -5,7 +5,11 @@ Bit layout (96 info bits, MSB first within each field, fields in this order)::
 
     version 2 (=1) | tx_id 8 | image_id 12 | attempt 4 | frame_idx 12 |
     bh-1 3 | bw-1 3 | planes-1 3 | channels-1 2 | profile 2 | design_snr_db+16 5 | key_id 4 |
-    height-1 12 | width-1 12 | frame_len_log2-4 4 | reserved 8 (=0)
+    height-1 12 | width-1 12 | frame_len_log2-4 4 | system 1 | reserved 7 (=0)
+
+``system`` says which link sent the frame: 0 = InferCom (the fields mean what their names say), 1 = the 5G-NR
+baseline (``infercom.nr.frames``: the same bits carry its transport-block parameters, and the payload is
+``frame_count`` whole frames of LDPC-coded QPSK).
 
 then CRC-16-CCITT (16 bits, :mod:`infercom.crc`) -> 112 bits -> K=7 rate-1/2 convolutional code with zero tail
 (:mod:`infercom.fec`) -> 236 coded bits -> repeated ``HEADER_REPS`` times -> XOR with a PRBS-15 scrambler
@@ -27,10 +31,12 @@ from . import crc, fec
 __all__ = ["FrameHeader", "encode_header", "decode_header", "decode_header_codeword", "codeword_symbols",
            "header_llr", "HEADER_INFO_BITS",
            "HEADER_REPS", "HEADER_CODED_BITS", "HEADER_SYMBOLS", "HEADER_VERSION", "header_bits",
-           "parse_header_bits", "PROFILES"]
+           "parse_header_bits", "PROFILES", "SYSTEMS"]
 
 HEADER_VERSION = 1
 PROFILES = ("importance", "equal")
+#: the links a frame can come from (header field ``system``)
+SYSTEMS = ("infercom", "nr")
 #: (name, width in bits, offset added when packing)
 _FIELDS = (
     ("version", 2, 0),
@@ -48,7 +54,8 @@ _FIELDS = (
     ("height", 12, -1),
     ("width", 12, -1),
     ("frame_len_log2", 4, -4),
-    ("reserved", 8, 0),
+    ("system", 1, 0),
+    ("reserved", 7, 0),
 )
 HEADER_INFO_BITS = sum(w for _, w, _ in _FIELDS)  # 96
 assert HEADER_INFO_BITS == 96
@@ -107,6 +114,7 @@ class FrameHeader:
     height: int
     width: int
     frame_len_log2: int = 15
+    system: str = "infercom"
 
     def __post_init__(self):
         for name, (lo, hi) in _RANGES.items():
@@ -117,6 +125,11 @@ class FrameHeader:
             raise ValueError(f"header field channels must be 1 or 3, got {self.channels!r}")
         if self.profile not in PROFILES:
             raise ValueError(f"header field profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.system not in SYSTEMS:
+            raise ValueError(f"header field system must be one of {SYSTEMS}, got {self.system!r}")
+        if self.system == "nr":
+            from .nr.frames import validate
+            validate(self)
         n = self.frame_count()
         if self.frame_idx >= n:
             raise ValueError(f"frame_idx {self.frame_idx} out of range: the image has {n} frames")
@@ -132,16 +145,25 @@ class FrameHeader:
     def link_config(self):
         from .link import LinkConfig
 
+        self._infercom_only("link_config")
         return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
                           design_snr_db=int(self.design_snr_db), key_id=self.key_id)
 
     def layout(self):
         from .link import layout
 
+        self._infercom_only("layout")
         return layout(self.height, self.width, self.channels, self.link_config())
+
+    def _infercom_only(self, what: str) -> None:
+        if self.system != "infercom":
+            raise ValueError(f"a {self.system} frame has no InferCom {what} (see infercom.nr.frames)")
 
     def n_symbols(self) -> int:
         """Payload symbols of the whole image (computed without building a LinkConfig)."""
+        if self.system == "nr":
+            from .nr.frames import n_symbols_of
+            return n_symbols_of(self)
         lh = -(-self.height // self.bh)
         lw = -(-self.width // self.bw)
         n_val = lh * lw * self.channels
@@ -168,10 +190,11 @@ def header_bits(h: FrameHeader) -> np.ndarray:
     """The 96 info bits of ``h`` (uint8, MSB first per field)."""
     if not isinstance(h, FrameHeader):
         raise ValueError(f"expected a FrameHeader, got {type(h).__name__}")
-    vals = {f: getattr(h, f) for f, _, _ in _FIELDS if f not in ("version", "reserved", "profile")}
+    vals = {f: getattr(h, f) for f, _, _ in _FIELDS if f not in ("version", "reserved", "profile", "system")}
     vals["version"] = HEADER_VERSION
     vals["reserved"] = 0
     vals["profile"] = PROFILES.index(h.profile)
+    vals["system"] = SYSTEMS.index(h.system)
     v = np.array([int(vals[name]) for name, _, _ in _FIELDS], np.int64) + _OFFSETS
     return ((v[_FIELD_OF_BIT] >> _SHIFT_OF_BIT) & 1).astype(np.uint8)
 
@@ -188,6 +211,7 @@ def parse_header_bits(bits) -> FrameHeader | None:
     if vals["profile"] >= len(PROFILES):
         return None
     vals["profile"] = PROFILES[vals["profile"]]
+    vals["system"] = SYSTEMS[vals["system"]]
     try:
         return FrameHeader(**vals)
     except ValueError:

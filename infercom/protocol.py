@@ -34,12 +34,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .header import SYSTEMS
+
 __all__ = [
     "VERSION", "MAGIC", "MSG_SOFT_FRAME", "MSG_FEEDBACK", "MSG_STATUS_REQUEST", "MSG_STATUS",
     "MAX_FRAME_LEN_LOG2", "MAX_SOFT_FRAME_BYTES", "MAX_JSON_BYTES", "MAX_STATUS_BYTES", "REJECT_REASONS",
     "PROFILES", "DECISIONS", "RESEND_MODES", "ProtocolError", "ImageConfig", "SoftFrame", "Feedback",
     "StatusRequest", "StatusResponse", "encode", "decode", "encode_soft_frame", "message_type",
-    "feedback_topic", "frame_digest", "n_payload_symbols", "frame_count", "frame_payload_len",
+    "feedback_topic", "frame_digest", "CONFIG_FIELDS", "n_payload_symbols", "frame_count", "frame_payload_len",
 ]
 
 MAGIC = b"IC"
@@ -81,7 +83,8 @@ _SOFT = struct.Struct("<BBHBH BBBBBbB HHB QQffI".replace(" ", ""))
 _SOFT_IDS = slice(_ENVELOPE.size + struct.calcsize("<BBHBH BBBBBbB HHB".replace(" ", "")),
                   _ENVELOPE.size + struct.calcsize("<BBHBH BBBBBbB HHB QQ".replace(" ", "")))
 _FLAG_NV_PER_SYMBOL = 0x01
-_SOFT_FLAGS = _FLAG_NV_PER_SYMBOL
+_FLAG_NR = 0x02            # the frame comes from the 5G-NR baseline link (header field ``system``)
+_SOFT_FLAGS = _FLAG_NV_PER_SYMBOL | _FLAG_NR
 # feedback fixed header, after the envelope:
 #  tx_id u8 | image_id u16 | attempt u8 | decision u8 | mode u8 | next_attempt u8 |
 #  refine_bh u8 | refine_bw u8 | n_frames u16 | json_len u16
@@ -151,8 +154,17 @@ class ImageConfig:
     height: int
     width: int
     frame_len_log2: int
+    system: str = "infercom"
 
     def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise ProtocolError("bad_field", f"system must be one of {SYSTEMS}, got {self.system!r}")
+        if self.system == "nr":
+            from infercom.nr.frames import validate
+            try:
+                validate(self)
+            except ValueError as exc:
+                raise ProtocolError("bad_field", str(exc)) from None
         _check_int("bh", self.bh, 1, 8)
         _check_int("bw", self.bw, 1, 8)
         _check_int("planes", self.planes, 1, 8)
@@ -171,9 +183,12 @@ class ImageConfig:
     @classmethod
     def from_header(cls, h: Any) -> "ImageConfig":
         """The config fields of a ``FrameHeader`` (or any object with those attributes)."""
-        return cls(**{f: getattr(h, f) for f in _CONFIG_FIELDS})
+        return cls(**{f: getattr(h, f) for f in CONFIG_FIELDS})
 
     def n_symbols(self) -> int:
+        if self.system == "nr":
+            from infercom.nr.frames import n_symbols_of
+            return n_symbols_of(self)
         return n_payload_symbols(self.height, self.width, self.channels, self.bh, self.bw, self.planes)
 
     def frame_count(self) -> int:
@@ -185,12 +200,15 @@ class ImageConfig:
     def link_config(self):
         """The ``infercom.link.LinkConfig`` of this image."""
         from infercom.link import LinkConfig
+        if self.system != "infercom":
+            raise ValueError(f"a {self.system} image has no InferCom link configuration")
         return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
                           design_snr_db=self.design_snr_db, key_id=self.key_id)
 
 
-_CONFIG_FIELDS = ("bh", "bw", "planes", "channels", "profile", "design_snr_db", "key_id", "height", "width",
-                  "frame_len_log2")
+#: the image-configuration fields a frame carries (FrameHeader / ImageConfig / PDU metadata)
+CONFIG_FIELDS = ("bh", "bw", "planes", "channels", "profile", "design_snr_db", "key_id", "height", "width",
+                  "frame_len_log2", "system")
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,7 +295,7 @@ class SoftFrame:
         from infercom.header import FrameHeader
         return FrameHeader(tx_id=self.tx_id, image_id=self.image_id, attempt=self.attempt,
                            frame_idx=self.frame_idx,
-                           **{f: getattr(self.config, f) for f in _CONFIG_FIELDS})
+                           **{f: getattr(self.config, f) for f in CONFIG_FIELDS})
 
 
 def encode_soft_frame(header: Any, y: np.ndarray, noise_var: float | np.ndarray, snr_db: float,
@@ -435,7 +453,7 @@ def encode(msg: SoftFrame | Feedback | StatusRequest | StatusResponse) -> bytes:
         c = msg.config
         per_symbol = isinstance(msg.noise_var, np.ndarray)
         head = _ENVELOPE.pack(MAGIC, VERSION, MSG_SOFT_FRAME) + _SOFT.pack(
-            _FLAG_NV_PER_SYMBOL if per_symbol else 0, msg.tx_id, msg.image_id, msg.attempt, msg.frame_idx,
+            (_FLAG_NV_PER_SYMBOL if per_symbol else 0) | (_FLAG_NR if c.system == "nr" else 0), msg.tx_id, msg.image_id, msg.attempt, msg.frame_idx,
             c.bh, c.bw, c.planes, c.channels, PROFILES.index(c.profile), c.design_snr_db, c.key_id,
             c.height, c.width, c.frame_len_log2, msg.stream_id, msg.seq, msg.snr_db,
             0.0 if per_symbol else msg.noise_var, msg.y.size)
@@ -501,7 +519,8 @@ def decode(buf: bytes) -> SoftFrame | Feedback | StatusRequest | StatusResponse:
         nv = (np.frombuffer(buf, dtype="<f4", count=n_sym, offset=off).astype(np.float32) if per_symbol
               else nv_scalar)
         cfg = ImageConfig(bh=bh, bw=bw, planes=planes, channels=channels, profile=PROFILES[profile],
-                          design_snr_db=dsnr, key_id=key_id, height=height, width=width, frame_len_log2=fll)
+                          design_snr_db=dsnr, key_id=key_id, height=height, width=width, frame_len_log2=fll,
+                          system="nr" if flags & _FLAG_NR else "infercom")
         return SoftFrame(tx_id=tx_id, image_id=image_id, attempt=attempt, frame_idx=frame_idx, config=cfg,
                          snr_db=snr_db, noise_var=nv, y=y, stream_id=stream_id, seq=seq)
     if mtype == MSG_FEEDBACK:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from infercom import chase
+from infercom.frame import Reassembler
 from infercom.protocol import ImageConfig, SoftFrame
 
 __all__ = ["AttemptJob", "ImageAssembly", "Assembler", "Event", "Rejected", "MAX_ATTEMPT_JUMP"]
@@ -79,12 +80,15 @@ class AttemptJob:
     timed_out: bool
     received_fraction: float = 1.0  # payload symbols delivered by some attempt of this generation / n_symbols
     contested: int = 0              # frames of this image rejected from other streams (never ACKed if > 0)
+    # NR transport blocks: [(attempt, y, noise_var), ...] per attempt (y and noise_var above stay None)
+    nr_attempts: list | None = None
     queued_at: float = 0.0
 
     @property
     def nbytes(self) -> int:
         """Bytes of the soft-symbol arrays this job holds."""
-        return 0 if self.y is None else int(self.y.nbytes + self.noise_var.nbytes)
+        arrays = [(y, nv) for _, y, nv in self.nr_attempts] if self.nr_attempts else [(self.y, self.noise_var)]
+        return sum(int(y.nbytes + nv.nbytes) for y, nv in arrays if y is not None)
 
 
 @dataclass
@@ -154,12 +158,14 @@ class ImageAssembly:
 
     # ------------------------------------------------------------------ state
     def _restart(self, config: ImageConfig) -> None:
-        from infercom.frame import Reassembler
         self.config = config
         self.generation += 1
         self.n_frames = config.frame_count()
         self.n_symbols = config.n_symbols()
         self.combination: Reassembler | None = Reassembler()   # received frames, MRC over attempts
+        # NR transport blocks are combined in the LDPC soft buffer, not by symbol MRC (incremental redundancy
+        # sends other bits in each attempt): their attempts are kept apart, attempt -> received frames
+        self.nr_attempts: dict[int, Reassembler] | None = {} if config.system == "nr" else None
         self.attempts_combined = 0
         self.frame_lin = np.zeros(self.n_frames)     # sum over attempts of linear Es/N0 per frame
         self.current: _AttemptInfo | None = None
@@ -176,7 +182,10 @@ class ImageAssembly:
         (complex64 y + float32 noise variance), whatever size the header declares."""
         if self.combination is None:
             return 0
-        held = sum(self.config.frame_payload_len(i) for i in self.frame_lin.nonzero()[0])
+        if self.nr_attempts is not None:
+            held = sum(self.config.frame_payload_len(i) for r in self.nr_attempts.values() for i in r.received())
+        else:
+            held = sum(self.config.frame_payload_len(i) for i in self.frame_lin.nonzero()[0])
         held += sum(y.size for _, y, _ in (self._frames or {}).values())
         return 12 * int(held)
 
@@ -184,6 +193,7 @@ class ImageAssembly:
         """The image is decided: free its soft symbols, keep a tombstone to re-answer late attempts."""
         self.decision, self.decided_attempt = decision, attempt
         self.combination = None
+        self.nr_attempts = None
         self._frames = None
         for a in self.attempts:
             if a.decision is None and a.reason is None:
@@ -220,8 +230,11 @@ class ImageAssembly:
     def _fold(self, now: float, superseded: bool) -> None:
         """Add the current attempt's frames to the combination (MRC per frame) and close the attempt."""
         a = self.current
+        target = self.combination
+        if self.nr_attempts is not None:
+            target = self.nr_attempts.setdefault(a.attempt, Reassembler())
         for h, y, nv in self._frames.values():
-            self.combination.add(h, y, nv)
+            target.add(h, y, nv)
         self.attempts_combined += 1
         for f, snr in a.frames.items():
             self.frame_lin[f] += 10.0 ** (snr / 10.0)
@@ -256,8 +269,12 @@ class ImageAssembly:
         received = [int(i) for i in np.flatnonzero(self.frame_lin > 0)]
         frac = sum(self.config.frame_payload_len(i) for i in received) / max(1, self.n_symbols)
         y = nv = None
+        per_attempt = None
         if frac >= min_received_fraction:
-            y, nv = self.combination.payload()
+            if self.nr_attempts is not None:
+                per_attempt = [(att, *r.payload()) for att, r in sorted(self.nr_attempts.items())]
+            else:
+                y, nv = self.combination.payload()
         with np.errstate(divide="ignore"):
             frame_snr_db = np.where(self.frame_lin > 0, 10.0 * np.log10(np.maximum(self.frame_lin, 1e-300)),
                                     -np.inf)
@@ -268,7 +285,7 @@ class ImageAssembly:
                           missing_frames=sorted(set(exp) - set(a.frames)),
                           never_received=[int(i) for i in np.flatnonzero(self.frame_lin == 0)],
                           first_frame_at=a.first_at, completed_at=now, timed_out=timed_out,
-                          received_fraction=float(frac), contested=self.contested)
+                          received_fraction=float(frac), contested=self.contested, nr_attempts=per_attempt)
 
     def record(self, outcome: str | None = None) -> dict[str, Any]:
         return {

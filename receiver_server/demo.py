@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="chase", choices=("auto", "chase", "selective", "refine"),
                    help="what a NACK asks for (default chase)")
     p.add_argument("--seed", type=int, default=0)
+    from infercom.nr import options as nr_options
+
+    nr_options.add_arguments(p)
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
 
 
@@ -167,7 +170,8 @@ def _run_gnuradio(args, inputs: Path, port: int) -> tuple[list[dict], dict]:
     loopback.add_arguments(p)
     argv = ["--images", str(inputs), "--snr-db", str(args.snr_db), "--server", f"tcp://127.0.0.1:{port}",
             "--max-attempts", str(args.max_attempts), "--timeout-s", str(args.timeout_s), "--seed",
-            str(args.seed), "--rate", args.rate, "--wall-timeout", "270"]
+            str(args.seed), "--rate", args.rate, "--wall-timeout", "270", "--system", args.system,
+            "--budget", args.budget, "--code-rate", args.code_rate, "--harq", args.harq]
     if args.fading == "block":
         argv += ["--fading", "block", "--fading-per", "image"]
     report = loopback.run_loopback(p.parse_args(argv))
@@ -182,6 +186,8 @@ def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dic
     from infercom.arq import ArqConfig
     from infercom.link import LinkConfig
 
+    from infercom.nr.options import nr_kwargs
+
     from .simlink import ChannelSpec, SimTransmitter
 
     design = int(min(max(round(args.snr_db), -16), 15))
@@ -190,7 +196,8 @@ def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dic
                         LinkConfig(bh=bh, bw=bw, design_snr_db=design),
                         ArqConfig(max_attempts=args.max_attempts, timeout_s=args.timeout_s),
                         ChannelSpec(snr_db=args.snr_db, fading="block-attempt" if args.fading == "block" else "awgn"),
-                        seed=args.seed)
+                        seed=args.seed,
+                        nr=nr_kwargs(args))
     t0 = time.perf_counter()
     recs = tx.run(270)
     return recs, {"wall_s": time.perf_counter() - t0, "frames_sent": tx.frames_sent}
@@ -238,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
     for i, f in enumerate(files):                     # links, not copies, in the order of the image ids
         (out / "inputs" / f"{i:02d}_{f.name}").symlink_to(f.resolve())
     print(f"[demo] {len(images)} images ({', '.join(n for n, _ in images)}), Es/N0 {args.snr_db} dB, fading "
-          f"{args.fading}, rate 1/{bh * bw}, path {path}, up to {args.max_attempts} attempts", flush=True)
+          f"{args.fading}, rate 1/{bh * bw}, path {path}, system {args.system}, up to {args.max_attempts} "
+          f"attempts", flush=True)
     port = _free_port_pair()
     server = _start_server(args, out, port, bh, bw)
     print(f"[demo] server up on tcp://127.0.0.1:{port} (feedback :{port + 1})", flush=True)
@@ -268,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
             server.kill()
     srv_records = load_records(out / "server_records.jsonl") if (out / "server_records.jsonl").exists() else []
     status_line = _last_status(out / "server.log")
-    meta = {"path": path, "images": len(images), "Es/N0 (dB)": args.snr_db, "fading": args.fading,
+    meta = {"path": path, "system": args.system, "images": len(images), "Es/N0 (dB)": args.snr_db, "fading": args.fading,
             "rate": f"1/{bh * bw} ({bh}x{bw} blocks)", "max attempts": args.max_attempts,
             "NACK asks for": args.mode, "restorer": status_line.get("restorer", args.restorer or "default"),
             "QoE (thresholds)": json.dumps(status_line.get("thresholds", {})),

@@ -33,7 +33,7 @@ import numpy as np
 
 from .config import PolicyConfig
 
-__all__ = ["Decision", "decide", "passes"]
+__all__ = ["Decision", "decide", "decide_crc", "passes"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,17 @@ def decide(scores: dict[str, float], thresholds: dict[str, float], higher_is_bet
         return Decision("NACK", f"{reason}; channel good ({image_snr_db:.1f} dB), refine to {nbh}x{nbw}",
                         "refine", refine_bh=nbh, refine_bw=nbw, failed_metrics=failed)
     return Decision("NACK", f"{reason}; resend all frames for Chase combining", "chase", failed_metrics=failed)
+
+
+def decide_crc(crc_ok: bool, detail: str, attempt: int, cfg: PolicyConfig) -> Decision:
+    """The NR baseline's own trigger (docs/nr.md): ACK when the transport block's CRC passes, else NACK for
+    the next HARQ attempt (all frames: the transmitter sends the next redundancy version), FAIL at the
+    attempt limit. ``detail``: what was decoded, for the reason."""
+    if crc_ok:
+        return Decision("ACK", f"CRC ok: {detail}")
+    if attempt + 1 >= cfg.max_attempts:
+        return Decision("FAIL", f"attempt limit {cfg.max_attempts} reached; CRC failed: {detail}")
+    return Decision("NACK", f"CRC failed: {detail}; resend for HARQ combining", "chase")
 
 
 def _combined_image_snr_db(finite_snr_db: np.ndarray, n_frames: int) -> float:

@@ -33,7 +33,7 @@ from infercom.protocol import Feedback, ProtocolError, SoftFrame, StatusRequest
 
 from .assembly import Assembler, AttemptJob, Rejected
 from .config import ServerConfig
-from .policy import Decision, decide
+from .policy import Decision, decide, decide_crc
 from .qoe.reliability import expected_psnr
 from .restorers.base import restore_for_gate
 from .records import RecordSink, ServerStats
@@ -558,6 +558,8 @@ class InferenceServer:
         lat = {"queue": 1e3 * (time.monotonic() - job.queued_at)}
         self.stats.add_latency("queue", lat["queue"])
         c = job.config
+        if c.system == "nr":
+            return self._process_nr(job, lat)
         if job.y is None:         # too little arrived to restore (PolicyConfig.min_received_fraction)
             why = (f"only {100 * job.received_fraction:.1f} % of the payload symbols received (< "
                    f"{100 * self.cfg.policy.min_received_fraction:g} %): not restored")
@@ -596,6 +598,35 @@ class InferenceServer:
                      skipped=tuple(skipped))
         if self.cfg.artifacts_dir:
             self._save_artifacts(job, obs, restored, scores, dec, snr_db, lay, lcfg)
+        return dec, scores, lat
+
+    def _process_nr(self, job: AttemptJob, lat: dict) -> tuple[Decision, dict[str, float], dict[str, float]]:
+        """An NR transport block (the 5G-NR baseline, docs/nr.md): every attempt's LLRs into the LDPC soft
+        buffer (Chase or incremental redundancy, as the header says), one decode, and the NR's own trigger:
+        ACK when the CRC passes and the JPEG decodes, else NACK for the next attempt (FAIL at the limit)."""
+        from infercom.nr.frames import decode_attempts, nr_fields
+
+        f = nr_fields(job.config)
+        pol = self.cfg.policy
+        if job.nr_attempts is None:
+            why = (f"only {100 * job.received_fraction:.1f} % of the transport block received (< "
+                   f"{100 * pol.min_received_fraction:g} %): not decoded")
+            return decide_crc(False, why, job.attempt, pol), {}, lat
+        t1 = time.perf_counter()
+        ok, img, info, rx = decode_attempts(job.config, job.nr_attempts)
+        t2 = time.perf_counter()
+        lat["restore"] = 1e3 * (t2 - t1)          # LLRs + soft-buffer combining + LDPC decode + JPEG decode
+        self.stats.add_latency("restore", lat["restore"])
+        why = (f"TB of {rx.tb.A} bits in {info.get('n_cb')} code blocks, {len(job.nr_attempts)} attempt(s) "
+               f"({f['harq']}), LDPC iterations mean {float(info.get('iterations_mean') or 0):.1f}"
+               + ("" if ok else f": {info.get('error')}"))
+        dec = decide_crc(ok, why, job.attempt, pol)
+        scores = {"crc_ok": float(bool(info.get("crc_ok"))), "cb_crc_ok": float(info.get("cb_crc_ok") or 0)}
+        if self.cfg.artifacts_dir and img is not None:
+            tx_id, image_id = job.key
+            np.savez_compressed(Path(self.cfg.artifacts_dir) /
+                                f"nr_tx{tx_id:03d}_img{image_id:04d}_g{job.generation}_a{job.attempt:02d}.npz",
+                                restored=img, info=json.dumps({"decision": dec.decision, **info}, default=str))
         return dec, scores, lat
 
     def _save_artifacts(self, job: AttemptJob, obs: np.ndarray, restored: np.ndarray, scores: dict,

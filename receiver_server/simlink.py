@@ -95,7 +95,7 @@ class SimTransmitter:
                  link_cfg: LinkConfig | None = None, arq: ArqConfig | None = None,
                  chan: ChannelSpec | None = None, seed: int = 0, frame_len_log2: int = 15, window: int = 1,
                  curve_server_key: bytes | None = None, curve_client_keys: tuple[bytes, bytes] | None = None,
-                 on_event: Callable[[str, Any], None] | None = None):
+                 nr: dict | None = None, on_event: Callable[[str, Any], None] | None = None):
         self.tx_id = int(tx_id)
         self.images = {int(i): (np.asarray(img), dict(meta or {})) for i, img, meta in images}
         self.server, self.feedback_addr = server, feedback
@@ -114,6 +114,10 @@ class SimTransmitter:
         self.send_dropped = 0
         self.bad_feedback = 0
         self._payload_cache: dict[tuple[int, int, int], tuple[np.ndarray, Any]] = {}
+        # the 5G-NR baseline instead of InferCom: NrImageTx keyword arguments (budget_mode, code_rate, harq);
+        # the budget refers to link_cfg's rate and planes
+        self.nr = None if nr is None else dict(nr)
+        self._nr_tx: dict[int, Any] = {}
 
     # ------------------------------------------------------------------
     def _payload(self, image_id: int, bh: int, bw: int):
@@ -124,10 +128,24 @@ class SimTransmitter:
             self._payload_cache[key] = (*encode_image(self.images[image_id][0], cfg), cfg)
         return self._payload_cache[key]
 
+    def _nr_payload(self, image_id: int, attempt: int):
+        from infercom.nr.frames import header_for_tx
+        from infercom.nr.harq import NrImageTx
+
+        if image_id not in self._nr_tx:
+            self._nr_tx = {image_id: NrImageTx(self.images[image_id][0], bh=self.link_cfg.bh,
+                                               bw=self.link_cfg.bw, planes=self.link_cfg.planes,
+                                               max_attempts=self.arq.max_attempts, **self.nr)}
+        tx = self._nr_tx[image_id]
+        return tx.symbols(attempt), header_for_tx(tx, self.tx_id, image_id, attempt, self.fll)
+
     def _send(self, sock: zmq.Socket, plan: SendPlan) -> int:
-        payload, lay, cfg = self._payload(plan.image_id, plan.bh, plan.bw)
-        h0 = FrameHeader.for_image(cfg, lay.height, lay.width, lay.channels, self.tx_id, plan.image_id, 0,
-                                   plan.attempt, self.fll)
+        if self.nr is not None:
+            payload, h0 = self._nr_payload(plan.image_id, plan.attempt)
+        else:
+            payload, lay, cfg = self._payload(plan.image_id, plan.bh, plan.bw)
+            h0 = FrameHeader.for_image(cfg, lay.height, lay.width, lay.channels, self.tx_id, plan.image_id, 0,
+                                       plan.attempt, self.fll)
         chunks = segment(payload, 1 << self.fll)
         idx = range(len(chunks)) if plan.frames is None else [i for i in plan.frames if i < len(chunks)]
         self.channel.new_attempt()

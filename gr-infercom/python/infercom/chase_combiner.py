@@ -18,11 +18,9 @@ import pmt
 from gnuradio import gr
 
 from infercom.chase import ChaseCombiner
+from infercom.protocol import CONFIG_FIELDS
 
-from .tags import feedback_from_pmt, make_pdu, parse_pdu
-
-CONFIG_FIELDS = ("bh", "bw", "planes", "channels", "profile", "design_snr_db", "key_id", "height", "width",
-                 "frame_len_log2")
+from .tags import OPTIONAL_META, feedback_from_pmt, make_pdu, parse_pdu
 
 
 class _Entry:
@@ -108,7 +106,7 @@ class chase_combiner(gr.basic_block):
             meta, y = parse_pdu(msg, np.complex64)
             key = (int(meta["tx_id"]), int(meta["image_id"]), int(meta["frame_idx"]))
             attempt = int(meta["attempt"])
-            config = tuple(meta[f] for f in CONFIG_FIELDS)
+            config = tuple(meta[f] if f in meta else OPTIONAL_META[f] for f in CONFIG_FIELDS)
             nv = meta.get("noise_var")
             if nv is None:
                 raise ValueError("PDU metadata lacks noise_var")

@@ -64,6 +64,11 @@ def header_to_meta(header) -> dict:
     return out
 
 
+#: FrameHeader fields PDU metadata may omit, with the value they then take: ``system`` did not exist in the
+#: metadata of flowgraphs and recordings made before the NR baseline
+OPTIONAL_META = {"system": "infercom"}
+
+
 def meta_to_header(meta: dict):
     """Plain dict -> FrameHeader; raises ValueError when a field is missing or has the wrong type."""
     from infercom.header import FrameHeader
@@ -71,9 +76,11 @@ def meta_to_header(meta: dict):
     kwargs = {}
     for f in fields(FrameHeader):
         if f.name not in meta:
+            if f.name in OPTIONAL_META:
+                continue
             raise ValueError(f"PDU metadata lacks header field {f.name!r}")
         v = meta[f.name]
-        kwargs[f.name] = str(v) if f.name == "profile" else int(v)
+        kwargs[f.name] = str(v) if f.name in ("profile", "system") else int(v)
     return FrameHeader(**kwargs)
 
 

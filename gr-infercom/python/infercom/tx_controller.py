@@ -62,6 +62,12 @@ class tx_controller(gr.basic_block):
         modulator's ``sent`` port connected to ``sent``; 0 = no flow control).
     first_image_id : image_id of the first image (ids then count up, modulo 4096).
     max_images : stop after this many images (0 = all).
+    system : ``"infercom"`` (the InferCom link) or ``"nr"`` (the 5G-NR baseline of ``infercom.nr``: JPEG to the
+        budget of the InferCom link at ``bh x bw`` and ``planes``, one LDPC-coded transport block, CRC-triggered
+        HARQ; the frames carry it as ``infercom.nr.frames`` describes; ``profile``, ``design_snr_db`` and
+        ``key_id`` do not apply).
+    nr_code_rate, nr_harq, nr_budget : the NR transport block's code rate (``infercom.nr.tbs.RATES``), HARQ
+        mode (``ir`` | ``chase``) and JPEG budget mode (``channel-uses`` | ``source-rate``).
 
     Ports: ``frames`` (out) frame PDUs; ``status`` (out) dicts: event "attempt" (an attempt was queued),
     "done" (an image ended: the ARQ record), "finished" (all images ended); ``feedback`` (in) feedback dicts;
@@ -71,7 +77,9 @@ class tx_controller(gr.basic_block):
     def __init__(self, images="", tx_id: int = 0, bh: int = 3, bw: int = 3, planes: int = 8,
                  profile: str = "importance", design_snr_db: int = -4, key_id: int = 0, frame_len_log2: int = 15,
                  use_feedback: bool = True, blind_attempts: int = 1, max_attempts: int = 4, timeout_s: float = 5.0,
-                 window: int = 1, max_in_flight: int = 8, first_image_id: int = 0, max_images: int = 0):
+                 window: int = 1, max_in_flight: int = 8, first_image_id: int = 0, max_images: int = 0,
+                 system: str = "infercom", nr_code_rate: str = "1/3", nr_harq: str = "ir",
+                 nr_budget: str = "channel-uses"):
         gr.basic_block.__init__(self, name="infercom_tx_controller", in_sig=None, out_sig=None)
         self.images = image_list(images)
         if max_images:
@@ -82,6 +90,11 @@ class tx_controller(gr.basic_block):
         self.link_cfg = LinkConfig(bh=int(bh), bw=int(bw), planes=int(planes), profile=str(profile),
                                    design_snr_db=int(design_snr_db), key_id=int(key_id))
         self.frame_len_log2 = int(frame_len_log2)
+        if system not in ("infercom", "nr"):
+            raise ValueError(f"tx_controller: system must be 'infercom' or 'nr', got {system!r}")
+        self.system = system
+        self.nr = {"code_rate": str(nr_code_rate), "harq": str(nr_harq), "budget_mode": str(nr_budget)}
+        self._nr_tx: dict[int, object] = {}
         self.use_feedback = bool(use_feedback)
         if not 1 <= int(blind_attempts) <= 16:
             raise ValueError(f"tx_controller: blind_attempts must be 1..16, got {blind_attempts}")
@@ -167,16 +180,31 @@ class tx_controller(gr.basic_block):
             return check_image(src, f"image {idx}")
         return load_image(src)
 
+    def _nr_image(self, image_id: int):
+        """The NR transmitter of an image (JPEG + transport block), built once per image."""
+        from infercom.nr.harq import NrImageTx
+
+        if image_id not in self._nr_tx:
+            self._nr_tx = {image_id: NrImageTx(self._image(image_id), bh=self.link_cfg.bh, bw=self.link_cfg.bw,
+                                               planes=self.link_cfg.planes, max_attempts=self.arq_cfg.max_attempts,
+                                               **self.nr)}
+        return self._nr_tx[image_id]
+
     def _publish_attempt(self, plan) -> int:
         """Build and publish the frames of one plan; returns the number of frames sent."""
         from infercom.frame import FrameFormat, image_frames
 
-        img = self._image(plan.image_id)
-        cfg = LinkConfig(bh=plan.bh, bw=plan.bw, planes=self.link_cfg.planes, profile=self.link_cfg.profile,
-                         design_snr_db=self.link_cfg.design_snr_db, key_id=self.link_cfg.key_id)
         fmt = FrameFormat(frame_len_log2=self.frame_len_log2)
-        frames = image_frames(img, cfg, self.tx_id, plan.image_id, attempt=plan.attempt, fmt=fmt,
-                              frames=list(plan.frames) if plan.frames is not None else None)
+        which = list(plan.frames) if plan.frames is not None else None
+        if self.system == "nr":
+            from infercom.nr.frames import nr_image_frames
+            frames = nr_image_frames(self._nr_image(plan.image_id), self.tx_id, plan.image_id, plan.attempt, fmt,
+                                     which)
+        else:
+            cfg = LinkConfig(bh=plan.bh, bw=plan.bw, planes=self.link_cfg.planes, profile=self.link_cfg.profile,
+                             design_snr_db=self.link_cfg.design_snr_db, key_id=self.link_cfg.key_id)
+            frames = image_frames(self._image(plan.image_id), cfg, self.tx_id, plan.image_id,
+                                  attempt=plan.attempt, fmt=fmt, frames=which)
         self._status({"event": "attempt", "tx_id": self.tx_id, "image_id": plan.image_id,
                       "attempt": plan.attempt, "why": plan.why, "bh": plan.bh, "bw": plan.bw,
                       "n_frames": len(frames)})

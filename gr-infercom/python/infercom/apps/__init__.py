@@ -29,6 +29,12 @@ def add_link_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=0, help="send at most N images (0 = all, the default)")
 
 
+def nr_options(args) -> dict:
+    """The ``tx_controller`` keyword arguments of ``infercom.nr.options`` (``--system``, ``--budget``,
+    ``--code-rate``, ``--harq``)."""
+    return {"system": args.system, "nr_code_rate": args.code_rate, "nr_harq": args.harq, "nr_budget": args.budget}
+
+
 def add_curve_arguments(p: argparse.ArgumentParser, sockets: str) -> None:
     """``--curve-server-key`` / ``--curve-key``: CurveZMQ client certificates for ``sockets`` (infercom.zmqcurve)."""
     p.add_argument("--curve-server-key", default=None, metavar="FILE",

@@ -25,7 +25,9 @@ import numpy as np
 import pmt
 from gnuradio import analog, blocks, filter, gr
 
-from . import add_link_arguments, block_size
+from infercom.nr import options as nr_cli
+
+from . import add_link_arguments, block_size, nr_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-images", default=None,
                    help="folder for the reconstructed images (PNG) (default: none saved)")
     p.add_argument("--wall-timeout", type=float, default=600.0, help="give up after this many seconds")
+    nr_cli.add_arguments(p)
     add_link_arguments(p)
 
 
@@ -67,6 +70,7 @@ class _collector(gr.basic_block):
         gr.basic_block.__init__(self, name="infercom_loopback_collector", in_sig=None, out_sig=None)
         self.lock = threading.Lock()
         self.frames = []          # (meta without arrays) of every demodulated frame, per attempt
+        self.nr_frames = {}       # NR frames: (tx_id, image_id, attempt, frame_idx) -> (meta, y, nv)
         self.combined = {}        # (tx_id, image_id, frame_idx) -> (meta, y, nv) latest Chase combination
         self.n_combined = 0       # combined PDUs received
         self.status = []
@@ -79,6 +83,13 @@ class _collector(gr.basic_block):
     def _on_frame(self, msg):
         from ..tags import meta_from_pmt
 
+        from ..tags import parse_pdu
+
+        if meta_from_pmt(pmt.car(msg)).get("system") == "nr":
+            meta, y = parse_pdu(msg, np.complex64)
+            key = (int(meta["tx_id"]), int(meta["image_id"]), int(meta["attempt"]), int(meta["frame_idx"]))
+            with self.lock:
+                self.nr_frames[key] = (dict(meta), y, meta["noise_var"])
         meta = meta_from_pmt(pmt.car(msg))
         meta.pop("noise_var", None)
         with self.lock:
@@ -109,7 +120,7 @@ class LoopbackFlowgraph(gr.top_block):
                  fading_per: str = "frame", server: str | None = None, attempts: int = 1, max_attempts: int = 4,
                  timeout_s: float = 10.0, sps: int = 2, gap=(64, 1024), seed: int = 0, tx_id: int = 0,
                  bh: int = 3, bw: int = 3, planes: int = 8, profile: str = "importance", design_snr_db: int = -4,
-                 frame_len_log2: int = 15, max_images: int = 0):
+                 frame_len_log2: int = 15, max_images: int = 0, nr: dict | None = None):
         gr.top_block.__init__(self, "infercom_loopback_headless")
         from .. import (block_fading, burst_sync, chase_combiner, frame_demod, frame_modulator, server_link,
                         tx_controller)
@@ -121,7 +132,8 @@ class LoopbackFlowgraph(gr.top_block):
         self.sps = sps
         taps = rrc_taps(sps, fmt.beta, fmt.span)
         self.tx = tx_controller(images, tx_id, bh, bw, planes, profile, design_snr_db, 0, frame_len_log2,
-                                server is not None, attempts, max_attempts, timeout_s, 1, 40, 0, max_images)
+                                server is not None, attempts, max_attempts, timeout_s, 1, 40, 0, max_images,
+                                **(nr or {}))
         self.mod = frame_modulator(0, gap[0], gap[1], True, 4096, seed, sps, fmt.beta, fmt.span)
         self.rot = blocks.rotator_cc(2 * math.pi * cfo)
         self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
@@ -263,6 +275,39 @@ def image_report(img, cfg, frames: dict, sent_frames: int, received: list, snr_d
     }
 
 
+def nr_image_report(img, parts: list, sent_frames: int, received: list) -> dict:
+    """One NR image's record: every received attempt combined in the LDPC soft buffer and decoded
+    (``infercom.nr.frames.decode_attempts``) as the server would, plus the PHY counts. ``parts``: the
+    image's ``(meta, y, noise_var)`` per received frame and attempt."""
+    from infercom import metrics, source
+    from infercom.frame import Reassembler
+    from infercom.nr.frames import decode_attempts
+
+    from ..tags import meta_to_header
+
+    img3 = source.as_image3(img)
+    by_attempt: dict[int, Reassembler] = {}
+    h = None
+    for meta, y, nv in parts:
+        h = meta_to_header(meta)
+        by_attempt.setdefault(h.attempt, Reassembler()).add(h, y, nv)
+    snrs = [m["snr_db"] for m in received if "snr_db" in m]
+    rec = {"system": "nr", "frames": None if h is None else h.frame_count(), "frames_sent": sent_frames,
+           "frames_received": len(received), "frames_lost": max(sent_frames - len(received), 0),
+           "attempts_received": sorted(by_attempt),
+           "measured_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in snrs]))) if snrs else None,
+           "crc_ok": False, "psnr": None, "ssim": None, "_upsampled": np.zeros_like(img3)}
+    if h is None:
+        return rec
+    ok, dec, info, rx = decode_attempts(h, [(a, *r.payload()) for a, r in by_attempt.items()])
+    rec.update(crc_ok=bool(ok), tb_bits=rx.tb.A, code_blocks=info.get("n_cb"),
+               cb_crc_ok=info.get("cb_crc_ok"), ldpc_iterations_mean=info.get("iterations_mean"),
+               jpeg_bytes=info.get("jpeg_bytes"), error=info.get("error"))
+    if ok and dec.shape == img3.shape:
+        rec.update(psnr=metrics.psnr(img3, dec), ssim=metrics.ssim(img3, dec), _upsampled=dec)
+    return rec
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The app's arguments from a list (tests, demo): ``parse_args(["--images", d, "--snr-db", "0"])``."""
     p = argparse.ArgumentParser(prog="infercom loopback")
@@ -297,7 +342,8 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
     cfg = LinkConfig(bh, bw, args.planes, args.profile, design)
     fg = LoopbackFlowgraph(images, args.snr_db, cfo_frac / args.sps, timing, args.fading, args.fading_per,
                            args.server, args.attempts, args.max_attempts, args.timeout_s, args.sps, gap,
-                           args.seed, args.tx_id, bh, bw, args.planes, args.profile, design, args.frame_len_log2)
+                           args.seed, args.tx_id, bh, bw, args.planes, args.profile, design, args.frame_len_log2,
+                           nr=nr_options(args))
     t0 = time.perf_counter()
     drained = fg.run_until_done(args.wall_timeout)
     wall = time.perf_counter() - t0
@@ -313,7 +359,11 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         frames = {key: v for key, v in sink.combined.items() if key[0] == args.tx_id and key[1] == image_id}
         received = [m for m in sink.frames if int(m["tx_id"]) == args.tx_id and int(m["image_id"]) == image_id]
         rec = {"image": f.name, "image_id": image_id}
-        rec.update(image_report(img, cfg, frames, sent[image_id], received, args.snr_db))
+        if args.system == "nr":
+            parts = [v for key, v in sink.nr_frames.items() if key[0] == args.tx_id and key[1] == image_id]
+            rec.update(nr_image_report(img, parts, sent[image_id], received))
+        else:
+            rec.update(image_report(img, cfg, frames, sent[image_id], received, args.snr_db))
         fades = [r["snr_db"] for r in sink.fading if r.get("image_id") == image_id and r.get("tx_id") == args.tx_id]
         rec["instantaneous_snr_db"] = (float(10 * math.log10(np.mean([10 ** (v / 10) for v in fades])))
                                        if fades else None)     # block fading: configured Es/N0 + |h|^2 (dB)
@@ -333,7 +383,7 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
     summary = {
         "snr_db": args.snr_db, "cfo_frac_symbol_rate": cfo_frac, "timing_samples": timing,
         "fading": args.fading, "fading_per": args.fading_per if args.fading == "block" else None,
-        "server": args.server, "sps": args.sps, "bh": bh, "bw": bw, "planes": args.planes,
+        "server": args.server, "system": args.system, "sps": args.sps, "bh": bh, "bw": bw, "planes": args.planes,
         "profile": args.profile, "design_snr_db": design, "frame_len_log2": args.frame_len_log2,
         "images": len(per_image), "wall_s": wall, "drained": drained,
         "samples": int(fg.sync.nitems_read(0)),
@@ -362,6 +412,12 @@ def _print_table(report: dict) -> None:
           f"{'MSE mmse':>10}{'PSNR':>8}{'SSIM':>7}  BER per plane (MSB first)")
     for r in report["images"]:
         ms = r["measured_snr_db"]
+        if r.get("system") == "nr":
+            print(f"{r['image'][:13]:<14}{r['frames_sent']:>6}{r['frames_received']:>6}{r['frames_lost']:>6}"
+                  f"{r['retransmissions']:>6}{(f'{ms:.2f}' if ms is not None else '-'):>10}  NR CRC "
+                  f"{'ok' if r['crc_ok'] else 'failed'}"
+                  + (f", PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}" if r["psnr"] is not None else ""))
+            continue
         print(f"{r['image'][:13]:<14}{r['frames_sent']:>6}{r['frames_received']:>6}{r['frames_lost']:>6}"
               f"{r['retransmissions']:>6}{(f'{ms:.2f}' if ms is not None else '-'):>10}{r['ber']:>10.5f}"
               f"{r['lowres_mse_mmse']:>10.1f}{r['psnr']:>8.2f}{r['ssim']:>7.3f}  "

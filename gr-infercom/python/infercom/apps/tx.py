@@ -18,7 +18,9 @@ import time
 
 from gnuradio import blocks, gr
 
-from . import add_curve_arguments, add_link_arguments, block_size, stop_on_signals
+from infercom.nr import options as nr_cli
+
+from . import add_curve_arguments, add_link_arguments, block_size, nr_options, stop_on_signals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random idle gaps")
     p.add_argument("--tail-s", type=float, default=1.0, help="seconds to keep the stream up after the last frame")
     add_link_arguments(p)
+    nr_cli.add_arguments(p)
 
 
 class TxFlowgraph(gr.top_block):
@@ -63,7 +66,7 @@ class TxFlowgraph(gr.top_block):
         gap = tuple(int(g) for g in args.gap.split(":"))
         self.tx = tx_controller(args.images, args.tx_id, bh, bw, args.planes, args.profile, design, 0,
                                 args.frame_len_log2, args.feedback is not None, args.attempts, args.max_attempts,
-                                args.timeout_s, 1, 8, 0, args.max_images)
+                                args.timeout_s, 1, 8, 0, args.max_images, **nr_options(args))
         continuous = args.radio == "zmq"
         self.mod = frame_modulator(0, gap[0] if continuous else 0, gap[1] if continuous else 0,
                                    continuous, 4096, args.seed, sps, fmt.beta, fmt.span)
