@@ -144,6 +144,19 @@ def write_report(out_dir: str | Path, images: list[dict[str, Any]], tx_records: 
                     inf["attempt"], inf["attempts_combined"], f"{inf['bh']}x{inf['bw']}", inf["snr_db"],
                     ", ".join(f"{k} {v:.3f}" for k, v in sorted(inf["scores"].items())) or "–", f"{ps:.2f}",
                     inf["decision"], inf["mode"], inf["reason"])) + "</tr>")
+        elif srv_by.get(key):         # no restorer artifacts (the NR baseline): the server's own record
+            nr_arts = sorted(Path(artifacts_dir).glob(f"nr_tx{key[0]:03d}_img{key[1]:04d}_g*_a*.npz"))
+            if nr_arts:
+                with np.load(nr_arts[-1]) as z:
+                    dec = z["restored"]
+                name = _save(dec, out / f"{stem}_decoded.jpg")
+                cells.append(f'<figure><img src="{name}"><figcaption>decoded (CRC ok), PSNR '
+                             f'{metrics.psnr(orig, dec):.2f} dB</figcaption></figure>')
+            for a in srv_by[key][-1]["attempts"]:
+                att_rows.append("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
+                    a.get("attempt"), "–", f"{a.get('bh')}x{a.get('bw')}", (a.get("snr_db") or {}).get("mean"),
+                    ", ".join(f"{k} {v:.3f}" for k, v in sorted((a.get("scores") or {}).items())) or "–", "–",
+                    a.get("decision"), a.get("mode"), a.get("reason"))) + "</tr>")
         tx_att = tx.get("attempts", [])
         whys = ", ".join(f"{a.get('attempt')}:{a.get('why')}" + (" (timed out)" if a.get("timed_out") else "")
                          for a in tx_att) or "–"

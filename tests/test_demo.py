@@ -155,3 +155,5 @@ def test_demo_nr_baseline_decides_by_crc(crops, tmp_path, path):
         att = im["server"][-1]["attempts"]
         assert all(a["reason"].startswith("CRC") for a in att) and att[-1]["reason"].startswith("CRC ok")
         assert att[0]["decision"] == "NACK" and len(att) >= 2
+    html = (out / "report.html").read_text()
+    assert html.count("decoded (CRC ok)") == 3 and "no attempt reached the server" not in html
