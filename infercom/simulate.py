@@ -264,6 +264,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="NR attempt limit 1..16 (default: --attempts, the InferCom link's attempt count)")
 
 
+
+def _loaded(files, bar, runs_per_image: int):
+    """``(index, path, image)`` for every file that loads; an undecodable one is skipped with a message and its
+    runs are counted done on the progress bar ``bar`` (the index keeps counting, so seeds stay per file)."""
+    for i, f in enumerate(files):
+        try:
+            img = imageio.load_image(f)
+        except ValueError as exc:
+            print(f"infercom simulate: skipping {exc}", file=sys.stderr)
+            bar.update(runs_per_image)
+            continue
+        yield i, f, img
+
 _COLS = [("image", "{:<12}"), ("snr_db", "{:>6.1f}"), ("inst_snr_db", "{:>6.1f}"), ("ber", "{:>8.5f}"),
          ("lowres_mse_mmse", "{:>9.1f}"), ("lowres_mse_hard", "{:>9.1f}"), ("psnr", "{:>6.2f}"),
          ("ssim", "{:>6.3f}"), ("channel_uses", "{:>9d}"), ("tx_ops", "{:>9d}")]
@@ -359,13 +372,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.snr_mode}, attempts {args.attempts}, seed {args.seed}")
             print(_header_line())
         bar = tqdm(total=len(files) * len(snrs), file=sys.stderr, unit="run", disable=None)
-        for i, f in enumerate(files):
-            try:
-                img = imageio.load_image(f)
-            except ValueError as exc:
-                print(f"infercom simulate: skipping {exc}", file=sys.stderr)
-                bar.update(len(snrs))
-                continue
+        for i, f, img in _loaded(files, bar, len(snrs)):
             overhead = frame_overhead_uses(img, cfgs[snrs[0]])
             for j, s in enumerate(snrs):
                 rng = np.random.default_rng([args.seed, i, j])
@@ -558,13 +565,7 @@ def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files
                   f"seed {args.seed}")
             print(_head_nr(_NR_COLS, _NR_HEAD))
         bar = tqdm(total=len(files) * len(snrs), file=sys.stderr, unit="run", disable=None)
-        for i, f in enumerate(files):
-            try:
-                img = imageio.load_image(f)
-            except ValueError as exc:
-                print(f"infercom simulate: skipping {exc}", file=sys.stderr)
-                bar.update(len(snrs))
-                continue
+        for i, f, img in _loaded(files, bar, len(snrs)):
             try:
                 tx = NrImageTx(img, args.budget, rate, bh, bw, args.planes, args.harq, max_att)
             except ValueError as exc:                          # e.g. a budget below any JPEG: no fallback
