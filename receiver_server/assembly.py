@@ -196,7 +196,8 @@ class ImageAssembly:
         self.nr_attempts = None
         self._frames = None
         for a in self.attempts:
-            if a.decision is None and a.reason is None:
+            if a.decision is None and a.reason is None:      # overtaken by the image's decision
+                a.superseded = True
                 a.reason = f"no decision: the image was decided ({decision}) at attempt {attempt}"
 
     @property

@@ -564,7 +564,7 @@ class InferenceServer:
             why = (f"only {100 * job.received_fraction:.1f} % of the payload symbols received (< "
                    f"{100 * self.cfg.policy.min_received_fraction:g} %): not restored")
             return decide({}, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
-                          job.frame_snr_db, c.bh, c.bw, insufficient=why), {}, lat
+                          job.frame_snr_db, c.bh, c.bw, insufficient=why), self._received_score(job), lat
         lcfg = c.link_config()
         lay = link.layout(c.height, c.width, c.channels, lcfg)
         t0 = time.perf_counter()
@@ -600,6 +600,12 @@ class InferenceServer:
             self._save_artifacts(job, obs, restored, scores, dec, snr_db, lay, lcfg)
         return dec, scores, lat
 
+    @staticmethod
+    def _received_score(job: AttemptJob) -> dict[str, float]:
+        """The score an attempt answered without restoring was decided on: the fraction of the image's payload
+        symbols received over all its attempts (PolicyConfig.min_received_fraction)."""
+        return {"received_fraction": round(float(job.received_fraction), 4)}
+
     def _process_nr(self, job: AttemptJob, lat: dict) -> tuple[Decision, dict[str, float], dict[str, float]]:
         """An NR transport block (the 5G-NR baseline, docs/nr.md): every attempt's LLRs into the LDPC soft
         buffer (Chase or incremental redundancy, as the header says), one decode, and the NR's own trigger:
@@ -611,7 +617,7 @@ class InferenceServer:
         if job.nr_attempts is None:
             why = (f"only {100 * job.received_fraction:.1f} % of the transport block received (< "
                    f"{100 * pol.min_received_fraction:g} %): not decoded")
-            return decide_crc(False, why, job.attempt, pol), {}, lat
+            return decide_crc(False, why, job.attempt, pol), self._received_score(job), lat
         t1 = time.perf_counter()
         ok, img, info, rx = decode_attempts(job.config, job.nr_attempts)
         t2 = time.perf_counter()

@@ -278,3 +278,20 @@ def test_allow_list_file_errors(tmp_path, keys):
     from receiver_server.config import ServerConfig
     with pytest.raises(ValueError, match="needs curve_secret_file"):
         ServerConfig(bind=LOOP, curve_allow_file=str(keys["allow"]))
+
+
+def test_too_little_received_is_answered_without_restoring(tmp_path):
+    """One frame of a 48-frame image, then the assembly timeout: the attempt is NACKed on the received
+    fraction alone (no restoration, no QoE call), and the record says why, with the score it was decided on."""
+    imgs = synth_images(1, seed=25)
+    with make_server(tmp_path, {(8, 0): imgs[0]}, threshold=15.0, assembly_timeout_s=0.3) as srv:
+        d = _dealer(srv)
+        d.send(_frame(8, 0, idx=1, stream=3, height=128, width=128, fll=10))   # 1024 of 49152 symbols
+        assert _wait(lambda: srv.stats.snapshot()["decisions"].get("NACK", 0) == 1)
+        oracle_calls = srv.metrics["psnr_oracle"].calls
+        d.close(0)
+    assert oracle_calls == 0
+    rec = [json.loads(x) for x in (tmp_path / "server.log").read_text().splitlines() if '"decision"' in x]
+    dec = [r for r in rec if r.get("event") == "decision"][0]
+    assert dec["decision"] == "NACK" and "not restored" in dec["reason"] and dec["mode"] == "chase"
+    assert dec["scores"] == {"received_fraction": round(1024 / 49152, 4)}
