@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from infercom import chase
 from infercom.frame import Reassembler
 from infercom.protocol import ImageConfig, SoftFrame
 
