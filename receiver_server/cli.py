@@ -229,10 +229,9 @@ def probe_bind(cfg) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infercom.cli import HelpFormatter
-
-    p = argparse.ArgumentParser(prog="python -m receiver_server.cli", description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
+    """``python -m receiver_server.cli`` = ``infercom server`` (whose ``--help`` also shows every default: the
+    dispatcher's formatter lives in the apps layer, which this layer does not import)."""
+    p = argparse.ArgumentParser(prog="python -m receiver_server.cli", description=__doc__.splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))
 

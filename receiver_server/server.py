@@ -197,7 +197,7 @@ class InferenceServer:
             self.log.warning("threshold_fallback", extra={"fields": {
                 "restorer": restorer_name, "metrics": {m: e for m, e in fallbacks},
                 "note": "no calibrated thresholds for this restorer; using another restorer's entry "
-                        "(run python -m receiver_server.qoe.calibrate --restorer NAME)"}})
+                        "(run infercom calibrate-qoe --restorer NAME)"}})
         if not self.thresholds:
             self.log.warning("no_thresholds", extra={"fields": {
                 "metrics": sorted(self.metrics), "note": "every attempt will be acknowledged"}})

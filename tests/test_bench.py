@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from infercom import bench, bench_core, cli
+from infercom import bench_core
+from infercom_apps import bench, bench_vs_gnuradio, cli
 
 
 def test_driver_reports_ok_skipped_failed(tmp_path, monkeypatch, capsys):
@@ -30,7 +31,7 @@ def test_driver_reports_ok_skipped_failed(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "fake_bad_suite", bad)
     monkeypatch.setattr(bench, "SUITES", {"fake": "fake_ok_suite", "broken": "fake_bad_suite",
                                           "absent": "no_such_module_xyz"})
-    rc = cli.main(["bench", "--out-dir", str(tmp_path), "--suites", "fake,absent,broken"])
+    rc = cli.main(["bench", "--out", str(tmp_path), "--suites", "fake,absent,broken"])
     assert rc == 1
     index = {r["suite"]: r for r in json.loads((tmp_path / "index.json").read_text())}
     assert index["fake"]["status"] == "ok" and index["fake"]["json"].endswith("fake.json")
@@ -38,8 +39,8 @@ def test_driver_reports_ok_skipped_failed(tmp_path, monkeypatch, capsys):
     assert index["broken"]["status"] == "failed" and "boom" in index["broken"]["reason"]
     out = capsys.readouterr().out
     assert "fake table" in out and "skipped" in out
-    assert cli.main(["bench", "--out-dir", str(tmp_path), "--suites", "fake"]) == 0
-    assert cli.main(["bench", "--out-dir", str(tmp_path), "--suites", "nonsense"]) == 2
+    assert cli.main(["bench", "--out", str(tmp_path), "--suites", "fake"]) == 0
+    assert cli.main(["bench", "--out", str(tmp_path), "--suites", "nonsense"]) == 2
 
 
 def test_time_kernel_counts_items():
@@ -60,7 +61,7 @@ def test_gr_stream_msps_runs_real_flowgraph():
         made.append(blk)
         return [blk]
 
-    rate = bench_core.gr_stream_msps(make, np.ones(64, np.complex64), n_items=100_000, repeats=2)
+    rate = bench_vs_gnuradio.gr_stream_msps(make, np.ones(64, np.complex64), n_items=100_000, repeats=2)
     assert rate > 0 and len(made) == 2
     with pytest.raises(ValueError, match="dtype"):
-        bench_core.gr_stream_msps(make, np.ones(4, np.int32), n_items=10)
+        bench_vs_gnuradio.gr_stream_msps(make, np.ones(4, np.int32), n_items=10)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``infercom <command> --help`` shows every option's default (infercom.cli.HelpFormatter): for the commands
+"""``infercom <command> --help`` shows every option's default (infercom_apps.cli.HelpFormatter): for the commands
 that need no GNU Radio here (tx, rx and loopback: gr-infercom/python/infercom/qa_apps.py, on the source tree);
 ``infercom server --help`` names the real default restorer; the formatter's rules."""
 
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from infercom.cli import COMMANDS, HelpFormatter, main
+from infercom_apps.cli import COMMANDS, HelpFormatter, main
 
 NON_GR_COMMANDS = [n for n, (mod, _) in COMMANDS.items() if not mod.startswith("gnuradio.")]
 

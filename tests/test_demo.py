@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from receiver_server import demo
+from infercom_apps import demo
 
 
 @pytest.fixture(scope="module")

@@ -646,6 +646,67 @@ def test_single_metric_calibration_adds_to_the_restorers_entry():
     assert e2["calibrations"]["reliability"]["restorer_checkpoint"]["sha256"] == "new"
 
 
+def test_calibrate_qoe_flags_are_the_shared_ones():
+    """``infercom calibrate-qoe`` spells the link as the other subcommands do: ``--rate`` (1/N or BHxBW) and
+    ``--snr-db`` (space- or comma-separated dB values, negative ones too; ``inf`` = the noiseless channel); the
+    command it records reproduces the run."""
+    import argparse
+    import shlex
+
+    from infercom_apps.cli import COMMANDS
+    from receiver_server.qoe import calibrate as cal
+
+    assert COMMANDS["calibrate-qoe"][0] == "receiver_server.qoe.calibrate"
+    p = argparse.ArgumentParser()
+    cal.add_arguments(p)
+    a = p.parse_args(["--rate", "2x2", "--snr-db", "-8,-4,inf", "--restorer", "bicubic,infercom-restorer"])
+    assert cal.parse_snrs(a.snr_db) == [-8.0, -4.0, math.inf] and a.rate == "2x2"
+    assert cal.parse_snrs(p.parse_args(["--snr-db", "-8", "0", "14"]).snr_db) == [-8.0, 0.0, 14.0]
+    assert cal.parse_snrs(None) == [float(v) for v in cal.DEFAULT_SNRS.split(",")]
+    for bad in (["x"], ["nan"], ["-inf"], [","]):
+        with pytest.raises(ValueError, match="snr-db"):
+            cal.parse_snrs(bad)
+    cmd = cal.command_line(a)
+    assert cmd == "infercom calibrate-qoe --snr-db=-8,-4,inf --rate=2x2 --restorer=bicubic,infercom-restorer"
+    again = p.parse_args(shlex.split(cmd)[2:])
+    assert cal.parse_snrs(again.snr_db) == cal.parse_snrs(a.snr_db) and vars(again) == vars(a) | {
+        "snr_db": again.snr_db}
+    assert cal.command_line(p.parse_args([])) == "infercom calibrate-qoe"
+
+
+def test_calibrate_qoe_subcommand_recomputes_from_records(tmp_path, capsys):
+    """``infercom calibrate-qoe --from-records`` end to end through the CLI (no restoration run): the entry's
+    thresholds are recomputed from the saved samples and the recorded command is the subcommand's."""
+    from infercom_apps.cli import main
+
+    images = tmp_path / "bsds500" / "test"
+    images.mkdir(parents=True)
+    rec = []
+    for i in range(12):                     # acceptable: small Chase gain and NIQE <= 6; else a large gain
+        good = i % 2 == 0
+        rec.append({"image": f"i{i % 3}", "snr_db": float(i), "psnr_clean": 30.0, "psnr": 28.0 if good else 20.0,
+                    "psnr_chase2": 28.2 if good else 23.0, "psnr_chase4": 28.4 if good else 26.0,
+                    "niqe": 5.0 + 0.1 * i if good else 8.0 + 0.1 * i, "consistency": 0.99})
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps({"bicubic": rec}))
+    out = tmp_path / "thresholds.json"
+    out.write_text(json.dumps({"thresholds": {"niqe": 1.0, "consistency": 0.9}, "default_restorer": "bicubic",
+                               "restorers": {"bicubic": {"restorer": "bicubic", "command": "old",
+                                                         "thresholds": {"niqe": 1.0, "consistency": 0.9}}}}))
+    argv = ["calibrate-qoe", "--images", str(images), "--rate", "1/9", "--from-records", str(records),
+            "--out", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    e = doc["restorers"]["bicubic"]
+    assert 6.1 < e["thresholds"]["niqe"] < 8.0 and e["counts"] == {"samples": 12, "acceptable": 6,
+                                                                    "unacceptable": 6}
+    assert e["command"] == "old" and e["recomputed"]["command"].startswith("infercom calibrate-qoe ")
+    assert "--from-records=" in e["recomputed"]["command"] and doc["thresholds"] == e["thresholds"]
+    with pytest.raises(SystemExit, match="rate"):
+        main(["calibrate-qoe", "--images", str(images), "--rate", "1/11", "--from-records", str(records),
+              "--out", str(out)])
+
+
 def threshold_from(doc: dict, restorer: str) -> float:
     import tempfile
     with tempfile.TemporaryDirectory() as d:

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""receiver_server.restorer: shapes at every rate and odd sizes, the shipped checkpoint beats bicubic on
-held-out crops, guided sampling stays faithful, seeded determinism, exact resume of training."""
+"""receiver_server.restorers.infercom_restorer: shapes at every rate and odd sizes, the shipped checkpoint beats
+bicubic on held-out crops, guided sampling stays faithful, seeded determinism, exact resume of training."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from infercom import degrade, imageio, link, metrics  # noqa: E402
-from receiver_server.restorer import model as rmodel  # noqa: E402
-from receiver_server.restorer import train as rtrain  # noqa: E402
+from receiver_server.restorers.infercom_restorer import model as rmodel  # noqa: E402
+from receiver_server.restorers.infercom_restorer import train as rtrain  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_registry_import_is_torch_free_and_lazy():
     code = ("import sys, receiver_server.restorers as r, receiver_server.qoe as q; "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'eager import'")
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert REGISTRY["infercom-restorer"] == "receiver_server.restorer.model:InferComRestorer"
+    assert REGISTRY["infercom-restorer"] == "receiver_server.restorers.infercom_restorer.model:InferComRestorer"
     assert {"bicubic", "supir", "diffusers", "infercom-restorer"} <= set(REGISTRY)
 
 

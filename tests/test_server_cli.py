@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from infercom import protocol
-from infercom.cli import main as infercom_main
+from infercom_apps.cli import main as infercom_main
 from receiver_server.config import ServerConfig
 from receiver_server.restorers import get_restorer
 from receiver_server.server import InferenceServer
@@ -33,7 +33,7 @@ def _occupied_port(kind=zmq.ROUTER):
 
 def _server(argv, timeout=60):
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "infercom.cli", "server", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "infercom_apps.cli", "server", *argv], capture_output=True, text=True,
                           cwd=REPO, timeout=timeout)
     return proc, time.monotonic() - t0
 

@@ -159,7 +159,7 @@ def test_eight_concurrent_transmitters_no_loss_no_crosstalk_bounded_memory(tmp_p
 def test_server_killed_and_restarted_mid_run(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "infercom.cli", "server", "--bind", f"tcp://127.0.0.1:{port}", "--qoe", "none",
+    cmd = [sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}", "--qoe", "none",
            "--assembly-timeout", "0.3", "--records", str(tmp_path / "srv.jsonl")]
 
     def start():

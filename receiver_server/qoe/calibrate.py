@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Calibrate the ACK/NACK thresholds of the offline QoE metrics (``niqe``, ``consistency``) on bsds500.
+"""``infercom calibrate-qoe``: calibrate the ACK/NACK thresholds of the offline QoE metrics on bsds500.
 
-    python -m receiver_server.qoe.calibrate [--images DIR] [--n-images 40] [--snrs -8,-6,...,14]
-        [--bh 3 --bw 3] [--label chase-gain+drop|chase-gain|drop|drop-best] [--max-db 1.0] [--max-drop-db 6]
+    infercom calibrate-qoe [--images DIR] [--n-images 40] [--snr-db -8,-6,...,40,inf] [--rate 1/9]
+        [--label chase-gain+drop|chase-gain|drop|drop-best] [--max-db 1.0] [--max-drop-db 6]
         [--metrics niqe,consistency | reliability]
         [--seed 1] [--restorer bicubic[,NAME...]] [--restorer-config JSON] [--from-records FILE]
-        [--out .../thresholds.json]
+        [--out .../thresholds.json] [--records FILE]
+
+(Records in ``thresholds.json`` written before this was a subcommand name it ``python -m
+receiver_server.qoe.calibrate`` with ``--bh B --bw B`` for ``--rate BxB`` and ``--snrs`` for ``--snr-db``.)
 
 Method (docs/qoe.md): each image goes through the link at symbol level (``infercom.link.encode_image`` ->
 ``infercom.channel.awgn`` at Es/N0 = snr -> LLRs -> MMSE observation and its posterior variance, as the
@@ -43,8 +46,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -131,16 +137,6 @@ def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, 
             "tpr": float(tpr[i, j]), "tnr": float(tnr[i, j])}
 
 
-def make_restorer(name: str, config: dict | None = None):
-    """``receiver_server.restorers.get_restorer(name)``. Workaround while ``infercom-restorer-stage1`` is not
-    in the restorer registry: it is built as ``infercom-restorer`` with ``stage=1`` (the same class)."""
-    from receiver_server.restorers import REGISTRY, get_restorer
-
-    if name == "infercom-restorer-stage1" and name not in REGISTRY:
-        return get_restorer("infercom-restorer", config=dict(config or {}, stage=1))
-    return get_restorer(name, config=config)
-
-
 def snr_labels(snrs: list[float]) -> list:
     """The Es/N0 grid as written to JSON: dB values, ``"noiseless"`` for the noiseless channel (``inf``)."""
     return [s if np.isfinite(s) else "noiseless" for s in snrs]
@@ -156,11 +152,12 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     from infercom import channel, chase, link, metrics
     from infercom.imageio import load_image
     from receiver_server.qoe import get_qoe
+    from receiver_server.restorers import get_restorer
     from receiver_server.restorers.base import restore_for_gate
 
     rng = np.random.default_rng(seed)
     cfg = link.LinkConfig(bh=bh, bw=bw)
-    restorer = make_restorer(restorer_name, restorer_config)
+    restorer = get_restorer(restorer_name, config=restorer_config)
     qoe = {m: get_qoe(m) for m in scores}
     records = []
     t0 = time.time()
@@ -344,13 +341,16 @@ def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, s
     return e
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m receiver_server.qoe.calibrate", description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=Path, default=DEFAULT_DATASETS / "bsds500" / "test")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # let "--snr-db -8,-6,...,inf" through: a leading "-" followed by a digit is a value here, never an option
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,\-a-z]*$")
+    p.add_argument("--images", type=Path, default=DEFAULT_DATASETS / "bsds500" / "test",
+                   help="calibration image folder (bsds500; never kodak24, the evaluation set)")
     p.add_argument("--n-images", type=int, default=40, help="first N images (sorted by name)")
-    p.add_argument("--snrs", default=DEFAULT_SNRS, help="comma-separated Es/N0 values in dB")
-    p.add_argument("--bh", type=int, default=3)
-    p.add_argument("--bw", type=int, default=3)
+    p.add_argument("--snr-db", nargs="+", default=None,
+                   help="Es/N0 values in dB, '--snr-db -8 -4 0' or '--snr-db -8,-4,0'; 'inf' is the noiseless "
+                        f"channel itself (default {DEFAULT_SNRS})")
+    p.add_argument("--rate", default="1/9", help="source rate 1/(bh*bw), e.g. 1/9, 1/4, or the block size BHxBW")
     p.add_argument("--label", choices=LABELS, default="chase-gain+drop",
                    help="acceptable = a Chase retransmission gains <= --max-db and the PSNR drop vs the "
                         "error-free link is <= --max-drop-db (default); chase-gain alone; or the drop <= --max-db")
@@ -363,15 +363,52 @@ def parse_args(argv=None):
                    help="metrics to calibrate: niqe,consistency (jointly, the default) or others on their own "
                         "(e.g. reliability: each its best single cut, added to the restorer's existing entry)")
     p.add_argument("--restorer", default="bicubic",
-                   help="restorer whose outputs are scored (thresholds depend on it; default: the baseline)")
+                   help="comma-separated restorers whose outputs are scored (thresholds depend on the restorer; "
+                        "default bicubic, the baseline, whose entry restorers without their own fall back to)")
     p.add_argument("--restorer-config", default=None,
-                   help='JSON config dict given to every restorer, e.g. \'{"threads": 1}\'')
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "thresholds.json")
-    p.add_argument("--records", type=Path, default=None, help="also write the per-sample records (JSON)")
+                   help='JSON config dict given to every restorer, e.g. \'{"threads": 1}\' (default: none)')
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "thresholds.json",
+                   help="calibration file to update (default: the shipped receiver_server/qoe/thresholds.json)")
+    p.add_argument("--records", type=Path, default=None,
+                   help="also write the per-sample records (JSON) to this file (default: none)")
     p.add_argument("--from-records", type=Path, default=None,
                    help="recompute the thresholds of the restorers in a --records file (no restoration run); "
-                        "their entries in --out keep their run metadata and get 'recomputed' added")
-    return p.parse_args(argv)
+                        "their entries in --out keep their run metadata and get 'recomputed' added (default: none, "
+                        "run the restorations)")
+
+
+def parse_snrs(tokens: list[str] | None) -> list[float]:
+    """``--snr-db`` tokens (each may be comma-separated) -> Es/N0 values in dB; ``inf`` = the noiseless channel.
+    ValueError for anything else, or for nothing."""
+    out = []
+    for tok in tokens if tokens is not None else [DEFAULT_SNRS]:
+        for part in str(tok).split(","):
+            if part.strip():
+                try:
+                    v = float(part)
+                except ValueError:
+                    raise ValueError(f"cannot parse --snr-db value {part.strip()!r} (dB, or inf)") from None
+                if math.isnan(v) or v == -math.inf:
+                    raise ValueError(f"--snr-db value {part.strip()!r} is not an Es/N0")
+                out.append(v)
+    if not out:
+        raise ValueError("--snr-db: no Es/N0 given")
+    return out
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (the options that differ from their defaults), for the records."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_arguments(p)
+    parts = ["infercom", "calibrate-qoe"]
+    for a in p._actions:
+        value = getattr(args, a.dest, None)
+        if not a.option_strings or value == a.default:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{a.option_strings[0]}={shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def checkpoint_fingerprint(restorer: str) -> dict | None:
@@ -380,7 +417,7 @@ def checkpoint_fingerprint(restorer: str) -> dict | None:
         return None
     import hashlib
 
-    from receiver_server.restorer.model import DEFAULT_CHECKPOINT
+    from receiver_server.restorers.infercom_restorer.model import DEFAULT_CHECKPOINT
     p = Path(DEFAULT_CHECKPOINT)
     if not p.is_file():
         return {"path": str(p), "sha256": None}
@@ -460,7 +497,7 @@ def recompute(args, cmd: str) -> int:
         for name, records in saved.items():
             e = dict((old.get("restorers") or {}).get(name) or {})
             if not all(m in (e.get("calibrations") or {}) for m in metrics):
-                raise SystemExit(f"calibrate: {args.out} has no {metrics} calibration of {name!r} to recompute")
+                raise SystemExit(f"calibrate-qoe: {args.out} has no {metrics} calibration of {name!r} to recompute")
             result = calibrate_single(records, metrics, args.label, args.max_db, args.max_drop_db)
             e["thresholds"] = dict(e["thresholds"]) | result["thresholds"]
             cal = dict(e["calibrations"])
@@ -480,7 +517,7 @@ def recompute(args, cmd: str) -> int:
         return 0
     for name, records in saved.items():
         if name not in (old.get("restorers") or {}):
-            raise SystemExit(f"calibrate: {args.out} has no entry for {name!r} to recompute")
+            raise SystemExit(f"calibrate-qoe: {args.out} has no entry for {name!r} to recompute")
         e = dict(old["restorers"][name])
         e.update(label=args.label, max_db=args.max_db, max_drop_db=args.max_drop_db, label_rule=label_rule(args),
                  consistency_floor=args.consistency_floor)
@@ -499,33 +536,33 @@ def recompute(args, cmd: str) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from infercom.imageio import list_images
+def run(args: argparse.Namespace) -> int:
+    from infercom.imageio import list_images, parse_rate
     from receiver_server.qoe.thresholds import load_calibration
 
     if "kodak" in str(args.images).lower():
-        raise SystemExit("calibrate: kodak24 is the evaluation set; calibrate on bsds500")
+        raise SystemExit("calibrate-qoe: kodak24 is the evaluation set; calibrate on bsds500")
     if not args.images.is_dir():
-        raise SystemExit(f"calibrate: image folder not found: {args.images}")
+        raise SystemExit(f"calibrate-qoe: image folder not found: {args.images}")
     if args.n_images < 2:
-        raise SystemExit("calibrate: --n-images must be >= 2")
+        raise SystemExit("calibrate-qoe: --n-images must be >= 2")
     try:
-        snrs = [float(s) for s in args.snrs.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"calibrate: bad --snrs {args.snrs!r}") from None
-    cmd = ("python -m receiver_server.qoe.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+        snrs = parse_snrs(args.snr_db)
+        args.bh, args.bw = parse_rate(args.rate)
+    except ValueError as exc:
+        raise SystemExit(f"calibrate-qoe: {exc}") from None
+    cmd = command_line(args)
     if args.from_records is not None:
         return recompute(args, cmd)
     restorers = [r.strip() for r in args.restorer.split(",") if r.strip()]
     if not restorers:
-        raise SystemExit("calibrate: --restorer needs at least one name")
+        raise SystemExit("calibrate-qoe: --restorer needs at least one name")
     try:
         rcfg = json.loads(args.restorer_config) if args.restorer_config else None
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"calibrate: --restorer-config is not JSON: {exc}") from None
+        raise SystemExit(f"calibrate-qoe: --restorer-config is not JSON: {exc}") from None
     if rcfg is not None and not isinstance(rcfg, dict):
-        raise SystemExit("calibrate: --restorer-config must be a JSON object")
+        raise SystemExit("calibrate-qoe: --restorer-config must be a JSON object")
     paths = sorted(list_images(args.images))[:args.n_images]
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     if tuple(sorted(metrics)) != tuple(sorted(METRICS)):
@@ -558,7 +595,7 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
 
     bad = [m for m in metrics if m not in REGISTRY or m not in DIRECTION or m in METRICS]
     if not metrics or bad:
-        raise SystemExit(f"calibrate: --metrics is niqe,consistency (jointly) or metrics calibrated on their "
+        raise SystemExit(f"calibrate-qoe: --metrics is niqe,consistency (jointly) or metrics calibrated on their "
                          f"own ({', '.join(sorted(set(DIRECTION) & set(REGISTRY) - set(METRICS)))}); got {bad}")
     old = load_calibration(args.out) if args.out.is_file() else {}
     entries, all_records = {}, {}
@@ -576,7 +613,3 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
     if args.records:
         args.records.write_text(json.dumps(all_records, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,8 @@
 """ACK/NACK thresholds of the QoE metrics.
 
 * CLIP metrics: the papers' defaults, CLIP-IQA >= 0.8 and CLIP similarity >= 0.9.
-* Offline metrics (``niqe``, ``consistency``, ``reliability``): calibrated on bsds500 by ``python -m
-  receiver_server.qoe.calibrate`` and stored, with the command that produced them, in
+* Offline metrics (``niqe``, ``consistency``, ``reliability``): calibrated on bsds500 by ``infercom
+  calibrate-qoe`` (:mod:`receiver_server.qoe.calibrate`) and stored, with the command that produced them, in
   ``receiver_server/qoe/thresholds.json`` (method: docs/qoe.md). Before a calibration file exists, or when it
   lacks a metric, ``load_thresholds`` raises for that metric rather than inventing a value.
 * The offline thresholds depend on the restorer whose outputs are scored (a generative restorer is sharper
@@ -86,7 +86,7 @@ def threshold(metric: str, overrides: dict | None = None, calibration: str | Pat
         default = doc.get("default_restorer", doc.get("restorer"))
         return Threshold(metric, float(doc["thresholds"][metric]), hib,
                          f"calibrated ({p.name}, {default or 'default'})", default)
-    raise ValueError(f"no threshold for {metric!r}: run `python -m receiver_server.qoe.calibrate` or set one "
+    raise ValueError(f"no threshold for {metric!r}: run `infercom calibrate-qoe` or set one "
                      "in the config")
 
 

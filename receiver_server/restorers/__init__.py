@@ -7,7 +7,7 @@ torch; a restorer whose module (or its dependencies) cannot be imported gives a 
 | name | what | needs |
 |---|---|---|
 | ``bicubic`` | the papers' conventional baseline (``infercom.link.upsample``) | numpy, Pillow |
-| ``infercom-restorer`` | the project's own SUPIR-style model (``receiver_server.restorer``) | torch, checkpoint |
+| ``infercom-restorer`` | the project's own SUPIR-style model (``.infercom_restorer``) | torch, checkpoint |
 | ``infercom-restorer-stage1`` | its fast regression stage alone (outlier removal + upsampling) | torch, checkpoint |
 | ``supir`` | adapter for the official SUPIR code and checkpoints (paths in the config) | SUPIR repo, GPU |
 | ``diffusers`` | any local diffusers img2img / upscale pipeline directory | diffusers, torch |
@@ -24,8 +24,8 @@ from .base import Restorer, check_inputs, upsample_observation
 #: restorer name -> "module:Class"; the class is called as ``Class(device=..., config=...)``
 REGISTRY: dict[str, str] = {
     "bicubic": "receiver_server.restorers.bicubic:BicubicRestorer",
-    "infercom-restorer": "receiver_server.restorer.model:InferComRestorer",
-    "infercom-restorer-stage1": "receiver_server.restorer.model:InferComRestorerStage1",
+    "infercom-restorer": "receiver_server.restorers.infercom_restorer.model:InferComRestorer",
+    "infercom-restorer-stage1": "receiver_server.restorers.infercom_restorer.model:InferComRestorerStage1",
     "supir": "receiver_server.restorers.supir:SupirRestorer",
     "diffusers": "receiver_server.restorers.diffusers_pipeline:DiffusersRestorer",
 }

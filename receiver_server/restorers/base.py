@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from infercom import link, source
+from infercom.limits import CHANNELS, check_channels
 
 
 @runtime_checkable
@@ -37,8 +38,8 @@ def as_observation(obs: np.ndarray) -> np.ndarray:
     a = np.asarray(obs)
     if a.ndim == 2:
         a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"observation must be (h, w, C) with C in (1, 3), got shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] not in CHANNELS or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"observation must be (h, w, C) with C in {CHANNELS}, got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
         raise ValueError(f"observation must be real numbers, got {a.dtype}")
     a = a.astype(np.float32, copy=False)
@@ -67,8 +68,7 @@ def check_inputs(observation: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]
             raise ValueError(f"meta[{k!r}] must be an integer, got {v!r}")
         m[k] = int(v)
     source.check_block(m["bh"], m["bw"])
-    if m["channels"] not in (1, 3):
-        raise ValueError(f"meta['channels'] must be 1 or 3, got {m['channels']}")
+    m["channels"] = check_channels(m["channels"], "meta")
     for k in ("height", "width"):
         if not 1 <= m[k] <= source.MAX_SIDE:
             raise ValueError(f"meta[{k!r}] must be in 1..{source.MAX_SIDE}, got {m[k]}")

@@ -6,9 +6,11 @@ For every image, rate and Es/N0 point one observation is generated with :func:`i
 through the Restorer interface. Metrics: PSNR and SSIM (``infercom.metrics``, against the original) and NIQE
 (``receiver_server.qoe``, no-reference, lower is better) when available.
 
-Fading ``block`` is per-frame block Rayleigh fading with perfect CSI whose frame gains are normalised to the
-image's instantaneous mean SNR (results against instantaneous SNR, as in the papers); ``image`` (one fade per
-image) is then identical to ``awgn`` at that SNR; ``awgn`` has no fading.
+The channel flags are every CLI's (:func:`infercom.channel.add_channel_arguments`); the default is per-frame
+block Rayleigh fading (``--fading block --fading-per frame``, frames of 1024 symbols) with perfect CSI whose
+frame gains are normalised to the image's instantaneous mean SNR (``--snr-mode instantaneous``: results against
+instantaneous SNR, as in the papers); one fade per image (``--fading-per image``) is then identical to
+``--fading none`` at that SNR.
 
 Outputs in ``--out``: ``results.json`` (per-image rows + means + the issue's target checks), ``table.md``,
 ``table.csv``, ``grid.png``.
@@ -25,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infercom import degrade, imageio, link, metrics
+from infercom import channel, degrade, imageio, link, metrics
+from infercom.limits import MAX_ATTEMPT, PROFILES
 
-FADING_MAP = {"awgn": "awgn", "image": "image", "block": "frame", "frame": "frame"}
+DEFAULT_SNRS = "-8,-6,-4,-2,0"
 STAGE1 = "infercom-restorer-stage1"
 FULL = "infercom-restorer"
 
@@ -37,10 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p._negative_number_matcher = re.compile(r"^-\d[\d.,\-]*$")
     p.add_argument("--images", required=True, help="image folder (e.g. ../shared/datasets/kodak24)")
     p.add_argument("--rates", default="1/9,1/4")
-    p.add_argument("--snr-db", default="-8,-6,-4,-2,0", help="comma-separated Es/N0 points (dB)")
-    p.add_argument("--profile", default="importance", choices=["importance", "equal"])
+    p.add_argument("--snr-db", nargs="+", default=None,
+                   help=f"Es/N0 points in dB, '--snr-db -8 -4 0' or '--snr-db -8,-4,0' (default {DEFAULT_SNRS})")
+    p.add_argument("--profile", default="importance", choices=list(PROFILES))
     p.add_argument("--design-snr-db", type=int, default=-4)
-    p.add_argument("--fading", default="block", choices=sorted(FADING_MAP))
+    channel.add_channel_arguments(p, fading="block", fading_per="frame", frame_len=1024)
     p.add_argument("--attempts", type=int, default=1)
     p.add_argument("--missing-frac", type=float, default=0.0, help="fraction of frames lost per attempt")
     p.add_argument("--restorers", default=f"bicubic,{STAGE1},{FULL}")
@@ -201,12 +205,12 @@ def evaluate(args) -> dict:
 
     torch.set_num_threads(max(1, int(args.threads)))
     rates = [imageio.parse_rate(r) for r in str(args.rates).split(",") if r.strip()]
-    snrs = _floats(args.snr_db)
+    snrs = _floats(",".join(args.snr_db or [DEFAULT_SNRS]))
     names = [n.strip() for n in str(args.restorers).split(",") if n.strip()]
     if not rates or not snrs or not names:
         raise ValueError("--rates, --snr-db and --restorers must each name at least one item")
-    if not (1 <= args.attempts <= 16):
-        raise ValueError(f"--attempts must be in 1..16, got {args.attempts}")
+    if not (1 <= args.attempts <= MAX_ATTEMPT + 1):
+        raise ValueError(f"--attempts must be in 1..{MAX_ATTEMPT + 1}, got {args.attempts}")
     files = imageio.list_images(args.images)
     if args.limit:
         files = files[: args.limit]
@@ -214,7 +218,6 @@ def evaluate(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runners = make_restorers(names, args.device, args.checkpoint, args.steps)
     niqe = None if args.no_niqe else _niqe_metric(args.device)
-    fading = FADING_MAP[args.fading]
     rows, examples = [], []
     total = len(files) * len(rates) * len(snrs)
     try:
@@ -230,7 +233,8 @@ def evaluate(args) -> dict:
             cfg = link.LinkConfig(bh=bh, bw=bw, profile=args.profile, design_snr_db=args.design_snr_db)
             for si, s in enumerate(snrs):
                 rng = np.random.default_rng([args.seed, ii, ri, si])
-                d = degrade.degrade(img, cfg, s, rng, attempts=args.attempts, fading=fading,
+                d = degrade.degrade(img, cfg, s, rng, attempts=args.attempts, fading=args.fading,
+                                    fading_per=args.fading_per, snr_mode=args.snr_mode, frame_len=args.frame_len,
                                     missing_frac=args.missing_frac)
                 meta = d.meta()
                 results, times = {}, {}
@@ -277,7 +281,8 @@ def _report(args, rows, names, rates, snrs, n_images, has_niqe, out: Path, parti
     report = {"images": str(args.images), "n_images": n_images, "partial": partial,
               "rates": [f"{bh}x{bw}" for bh, bw in rates],
               "snr_db": snrs, "profile": args.profile, "design_snr_db": args.design_snr_db,
-              "fading": args.fading, "attempts": args.attempts, "missing_frac": args.missing_frac,
+              "fading": args.fading, "fading_per": args.fading_per, "snr_mode": args.snr_mode,
+              "frame_len": args.frame_len, "attempts": args.attempts, "missing_frac": args.missing_frac,
               "restorers": names, "threads": args.threads, "device": args.device, "niqe": has_niqe,
               "means": means, "targets": targets, "rows": rows}
     (out / "results.json").write_text(json.dumps(report, indent=1))

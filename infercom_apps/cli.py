@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one command-line tool, ``infercom``, with one subcommand per job.
 
-Each subcommand lives in its own module that defines ``add_arguments(parser)`` and ``run(args) -> int``.
-Modules are imported only when their subcommand runs, so ``infercom simulate`` works without GNU Radio or
-torch, and ``infercom server`` without GNU Radio.
+Each subcommand lives in its own module, in the layer whose job it is (the core ``infercom``, the OOT module
+``gnuradio.infercom``, the server ``receiver_server``, or this apps layer), and defines
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their subcommand runs, so
+``infercom simulate`` works without GNU Radio or torch, and ``infercom server`` without GNU Radio. This
+dispatcher names every layer, so it lives in the apps layer above them (``infercom_apps``; nothing imports
+it). Run it as the ``infercom`` console script or ``python -m infercom_apps``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tx": ("gnuradio.infercom.apps.tx", "transmitter over UHD or ZeroMQ IQ"),
     "rx": ("gnuradio.infercom.apps.rx", "receiver over UHD or ZeroMQ IQ"),
     "server": ("receiver_server.cli", "inference server: soft symbols -> restored image -> QoE -> ACK/NACK"),
-    "train-restorer": ("receiver_server.restorer.train", "train the InferCom restoration model"),
-    "eval-restorer": ("receiver_server.restorer.evaluate", "evaluate restorers on an image folder"),
-    "demo": ("receiver_server.demo", "closed-loop demo: loopback + server + HTML report"),
-    "bench": ("infercom.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
+    "train-restorer": ("receiver_server.restorers.infercom_restorer.train", "train the InferCom restoration model"),
+    "eval-restorer": ("receiver_server.restorers.infercom_restorer.evaluate", "evaluate restorers on an image folder"),
+    "calibrate-qoe": ("receiver_server.qoe.calibrate", "calibrate the offline QoE metrics' ACK/NACK thresholds"),
+    # an apps-layer job (it drives the GNU Radio loopback and the server); its module moves here later
+    "demo": ("infercom_apps.demo", "closed-loop demo: loopback + server + HTML report"),
+    "bench": ("infercom_apps.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
 }
 
 

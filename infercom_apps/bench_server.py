@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Server benchmark (``infercom bench --suites server``): ``out_dir/server.json``.
+"""Bench suite ``server`` (``infercom bench --suites server``): ``out_dir/server.json``.
+
+In the apps layer: it drives the server (``receiver_server``) and measures a GNU Radio block next to it.
 
 Measured through the real server (in-process threads, loopback ZeroMQ) driven by symbol-level simulated
 transmitters (``receiver_server.simlink``) at 10 dB AWGN on kodak24 images (full size, rate 1/9, 8 planes, 32768
@@ -31,13 +33,13 @@ import numpy as np
 
 from infercom import link
 from infercom.arq import ArqConfig
+from infercom.bench_core import DATASETS
 from infercom.link import LinkConfig
 
-from .config import ServerConfig
-from .server import InferenceServer
-from .simlink import ChannelSpec, SimTransmitter, status_request
+from receiver_server.config import ServerConfig
+from receiver_server.server import InferenceServer
+from receiver_server.simlink import ChannelSpec, SimTransmitter, status_request
 
-DATASETS = Path(os.environ.get("INFERCOM_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 STAGES = ("assembly", "llr", "pixels", "restore", "qoe", "total")
 
 
@@ -96,15 +98,18 @@ def _llr_pixels_msym(img: np.ndarray, repeats: int) -> float:
 def run_bench(out_dir: Path) -> dict:
     from infercom.bench_core import machine
 
+    from .bench_vs_gnuradio import gnuradio_version
+
     quick = os.environ.get("INFERCOM_BENCH_QUICK") == "1"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_img = 2 if quick else 6
     imgs, source = _images(n_img)
-    res: dict[str, Any] = {"machine": machine(), "images": source, "image_shape": list(imgs[0].shape),
+    res: dict[str, Any] = {"machine": machine() | {"gnuradio": gnuradio_version()}, "images": source,
+                           "image_shape": list(imgs[0].shape),
                            "link": "rate 1/9, 8 planes, importance profile, 10 dB AWGN, 2**15 symbols/frame",
                            "restorers": {}, "throughput": {}, "skipped": {}}
-    from .restorers import available, get_restorer
+    from receiver_server.restorers import available, get_restorer
     for name in available():
         if name in ("supir", "diffusers"):
             res["skipped"][name] = "needs external weights (paths in a config); not offline"
@@ -127,7 +132,7 @@ def run_bench(out_dir: Path) -> dict:
     try:
         from gnuradio import digital
 
-        from infercom.bench_core import gr_stream_msps
+        from .bench_vs_gnuradio import gr_stream_msps
         rng = np.random.default_rng(1)
         data = ((rng.standard_normal(1 << 16) + 1j * rng.standard_normal(1 << 16)) * 0.7).astype(np.complex64)
         qpsk = digital.constellation_qpsk().base()

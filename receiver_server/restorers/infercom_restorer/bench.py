@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from infercom import degrade, imageio, link
-
-REPO = Path(__file__).resolve().parents[2]
+from infercom.bench_core import KODAK
 
 
 def _kodak_image() -> tuple[np.ndarray, str]:
-    root = Path(os.environ.get("INFERCOM_DATASETS", REPO.parent / "shared" / "datasets"))
-    p = root / "kodak24" / "kodim01.png"
+    p = KODAK
     if p.is_file():
         return imageio.load_image(p), str(p)
     rng = np.random.default_rng(0)

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """InferComRestorer: the project's own two-stage (SUPIR-style) restorer behind the Restorer interface.
 
-Stage 1 (:class:`~receiver_server.restorer.nets.Stage1Net`) regresses a faithful full-resolution estimate from
-the MMSE low-res observation (removing bit-error outliers, upsampling by ``bh x bw``). Stage 2
-(:class:`~receiver_server.restorer.nets.Stage2Net`) is a conditional rectified flow on the residual over stage 1,
-sampled with a few Euler steps; after every step the predicted clean image is projected so that its ``bh x bw``
-block means stay within ``tol`` grey levels of the low-res target (the observation where it agrees with stage 1,
-stage 1's block means elsewhere) -- restoration-guided sampling in the spirit of SUPIR.
+Stage 1 (:class:`~.nets.Stage1Net`) regresses a faithful full-resolution estimate from the MMSE low-res
+observation (removing bit-error outliers, upsampling by ``bh x bw``). Stage 2 (:class:`~.nets.Stage2Net`) is a
+conditional rectified flow on the residual over stage 1, sampled with a few Euler steps; after every step the
+predicted clean image is projected so that its ``bh x bw`` block means stay within ``tol`` grey levels of the
+low-res target (the observation where it agrees with stage 1, stage 1's block means elsewhere) --
+restoration-guided sampling in the spirit of SUPIR.
 
 Both stages are conditioned on the rate (``bh``, ``bw``), the Es/N0 per attempt ``snr_db`` (dB), the number of
 Chase ``attempts`` and the fraction of low-res pixels with no symbols. Deterministic for a given ``seed``.
@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from infercom.limits import CHANNELS
+from infercom.source import check_block
 
 from .nets import Stage1Net, Stage2Net, cond_vector
 
@@ -153,8 +156,8 @@ def prepare(observation: np.ndarray, meta: dict, device="cpu"):
     obs = np.asarray(observation)
     if obs.ndim == 2:
         obs = obs[:, :, None]
-    if obs.ndim != 3 or obs.shape[2] not in (1, 3):
-        raise ValueError(f"observation must be (h, w, C) with C in (1, 3), got shape {obs.shape}")
+    if obs.ndim != 3 or obs.shape[2] not in CHANNELS:
+        raise ValueError(f"observation must be (h, w, C) with C in {CHANNELS}, got shape {obs.shape}")
     if not np.issubdtype(obs.dtype, np.number) or not np.all(np.isfinite(obs)):
         raise ValueError("observation must be finite numbers in [0, 255]")
     if not isinstance(meta, dict):
@@ -162,9 +165,7 @@ def prepare(observation: np.ndarray, meta: dict, device="cpu"):
     for k in ("bh", "bw"):
         if k not in meta:
             raise ValueError(f"meta is missing {k!r}")
-    bh, bw = int(meta["bh"]), int(meta["bw"])
-    if not (1 <= bh <= 8 and 1 <= bw <= 8):
-        raise ValueError(f"bh, bw must be in 1..8, got {bh}x{bw}")
+    bh, bw = check_block(meta["bh"], meta["bw"])
     h, w, C = obs.shape
     height = int(meta.get("height", h * bh))
     width = int(meta.get("width", w * bw))

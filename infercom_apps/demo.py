@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import PolicyConfig
+from receiver_server.config import PolicyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 #: a varied default subset of kodak24 (people, architecture, nature, texture)
@@ -41,14 +41,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None,
                    help="folder of images (default: a few of ../shared/datasets/kodak24 or $INFERCOM_DATASETS)")
     p.add_argument("--n-images", type=int, default=3, help="number of images (default 3)")
-    p.add_argument("--snr-db", type=float, default=-4.0, help="average Es/N0 in dB (default -4)")
-    p.add_argument("--fading", choices=("block", "none"), default="block",
-                   help="block: one Rayleigh coefficient per image transmission; none: AWGN")
-    p.add_argument("--rate", default="1/9", help="source rate 1/(bh*bw) (default 1/9)")
+    p.add_argument("--snr-db", type=float, default=-4.0,
+                   help="Es/N0 in dB, the mean over the fading (default -4)")
+    from infercom.channel import add_channel_arguments
+
+    # both paths send raw CN(0,1) fades (snr mode "average"); their frames are the transmitter's own
+    add_channel_arguments(p, fading="block", fading_per="image", snr_mode=None, with_frame_len=False)
+    p.add_argument("--rate", default="1/9",
+                   help="source rate 1/(bh*bw), e.g. 1/9, 1/4, or the block size BHxBW (default 1/9)")
     p.add_argument("--max-attempts", type=int, default=8,
                    help="attempts per image before an explicit FAIL (default 8)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="transmitter feedback timeout (s)")
-    p.add_argument("--restorer", default=None, help="server restorer (default: the server's default)")
+    from receiver_server.restorers import DEFAULT_RESTORER, available
+
+    p.add_argument("--restorer", default=None,
+                   help=f"server restorer, one of {', '.join(available())} (default {DEFAULT_RESTORER}; "
+                        "see docs/restorers.md)")
     p.add_argument("--qoe", default=None, help="server QoE metrics (default: the offline default set)")
     p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
                    help="server ACK threshold for a metric (repeatable; default: the QoE package's)")
@@ -123,7 +131,7 @@ class _Progress(threading.Thread):
         self.poll_once()
 
     def poll_once(self) -> None:
-        from .simlink import status_request
+        from receiver_server.simlink import status_request
         try:
             st = status_request(self.address, timeout_s=2.0)
         except (TimeoutError, OSError):
@@ -138,7 +146,7 @@ class _Progress(threading.Thread):
 
 
 def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "infercom.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
            "--records", str(out / "server_records.jsonl"), "--artifacts-dir", str(out / "artifacts"),
            "--log-file", str(out / "server.log"), "--max-attempts", str(args.max_attempts), "--mode", args.mode,
            "--assembly-timeout", "2.0"]
@@ -173,7 +181,7 @@ def _run_gnuradio(args, inputs: Path, port: int) -> tuple[list[dict], dict]:
             str(args.seed), "--rate", args.rate, "--wall-timeout", "270", "--system", args.system,
             "--budget", args.budget, "--code-rate", args.code_rate, "--harq", args.harq]
     if args.fading == "block":
-        argv += ["--fading", "block", "--fading-per", "image"]
+        argv += ["--fading", "block", "--fading-per", args.fading_per]
     report = loopback.run_loopback(p.parse_args(argv))
     tx = [{"tx_id": 0, "image_id": r["image_id"], "outcome": r["tx_outcome"],
            "n_attempts": r["retransmissions"] + 1, "attempts": [],
@@ -184,18 +192,19 @@ def _run_gnuradio(args, inputs: Path, port: int) -> tuple[list[dict], dict]:
 
 def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dict]:
     from infercom.arq import ArqConfig
+    from infercom.channel import channel_from_args
     from infercom.link import LinkConfig
 
     from infercom.nr.options import nr_kwargs
 
-    from .simlink import ChannelSpec, SimTransmitter
+    from receiver_server.simlink import ChannelSpec, SimTransmitter
 
     design = int(min(max(round(args.snr_db), -16), 15))
     tx = SimTransmitter(0, [(i, img, {"name": name}) for i, (name, img) in enumerate(images)],
                         f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}",
                         LinkConfig(bh=bh, bw=bw, design_snr_db=design),
                         ArqConfig(max_attempts=args.max_attempts, timeout_s=args.timeout_s),
-                        ChannelSpec(snr_db=args.snr_db, fading="block-attempt" if args.fading == "block" else "awgn"),
+                        channel_from_args(args, args.snr_db, cls=ChannelSpec, snr_mode="average"),
                         seed=args.seed,
                         nr=nr_kwargs(args))
     t0 = time.perf_counter()
@@ -206,8 +215,8 @@ def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dic
 def run(args: argparse.Namespace) -> int:
     from infercom.imageio import load_image, parse_rate
 
-    from .records import load_records
-    from .report import write_report
+    from receiver_server.records import load_records
+    from receiver_server.report import write_report
 
     t_start = time.monotonic()
     try:

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom bench`` (``make bench``): run every benchmark suite that can run here.
 
-Suites (docs/internals.md §3): each module defines ``run_bench(out_dir: Path) -> dict``, prints its own
-table and writes ``out_dir/<suite>.json``. A suite whose module cannot be imported (GNU Radio, the OOT
-module or torch missing) is reported as *skipped* with the reason; one that raises is reported as *failed*
-with the error, and the others still run. The exit status is 1 when any selected suite failed, else 0.
-A summary goes to ``out_dir/index.json``.
+Suites (docs/internals.md §3) live in the layer they measure, or in this apps layer when they measure several
+(``core`` and ``server`` set figures next to GNU Radio's C++ blocks). Each suite module defines
+``run_bench(out_dir: Path) -> dict``, prints its own table and writes ``out_dir/<suite>.json`` (``--out``). A
+suite whose module cannot be imported (GNU Radio, the OOT module or torch missing) is reported as *skipped*
+with the reason; one that raises is reported as *failed* with the error, and the others still run. The exit
+status is 1 when any selected suite failed, else 0. A summary goes to ``out_dir/index.json``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 
 #: suite name -> module that defines run_bench(out_dir)
 SUITES: dict[str, str] = {
-    "core": "infercom.bench_core",
+    "core": "infercom_apps.bench_vs_gnuradio",
     "gnuradio": "gnuradio.infercom.bench",
-    "server": "receiver_server.bench",
-    "restorer": "receiver_server.restorer.bench",
+    "server": "infercom_apps.bench_server",
+    "restorer": "receiver_server.restorers.infercom_restorer.bench",
     "nr": "infercom.nr.bench",
 }
 
@@ -32,7 +33,7 @@ SUITES: dict[str, str] = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suites", default=",".join(SUITES),
                    help=f"comma-separated subset of {', '.join(SUITES)} (default: all)")
-    p.add_argument("--out-dir", default="out/bench", help="where <suite>.json go (default out/bench)")
+    p.add_argument("--out", default="out/bench", help="output folder: <suite>.json and index.json (default out/bench)")
     p.add_argument("--quick", action="store_true",
                    help="smaller workloads (sets INFERCOM_BENCH_QUICK=1 for suites that honour it)")
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.quick:
         os.environ["INFERCOM_BENCH_QUICK"] = "1"
-    out_dir = Path(args.out_dir)
+    out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = run_suites(names, out_dir)
     (out_dir / "index.json").write_text(json.dumps(results, indent=2))
