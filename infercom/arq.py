@@ -24,9 +24,12 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .limits import MAX_ATTEMPT, MAX_BLOCK, MAX_IMAGE_ID, MAX_TX_ID
+
 __all__ = ["ArqConfig", "SendPlan", "ImageTransfer", "ArqQueue", "MAX_ATTEMPTS"]
 
-MAX_ATTEMPTS = 16
+#: attempts per image at most (attempt numbers 0..MAX_ATTEMPT)
+MAX_ATTEMPTS = MAX_ATTEMPT + 1
 _PENDING, _WAITING, _ACKED, _FAILED = "pending", "waiting", "ACK", "FAIL"
 
 
@@ -95,10 +98,10 @@ class ImageTransfer:
 
     def __init__(self, tx_id: int, image_id: int, bh: int, bw: int, cfg: ArqConfig | None = None,
                  meta: dict[str, Any] | None = None):
-        if not 0 <= int(tx_id) <= 255 or not 0 <= int(image_id) <= 4095:
-            raise ValueError(f"tx_id must be 0..255 and image_id 0..4095, got {tx_id}, {image_id}")
-        if not (1 <= int(bh) <= 8 and 1 <= int(bw) <= 8):
-            raise ValueError(f"block size must be 1..8, got {bh}x{bw}")
+        if not 0 <= int(tx_id) <= MAX_TX_ID or not 0 <= int(image_id) <= MAX_IMAGE_ID:
+            raise ValueError(f"tx_id must be 0..{MAX_TX_ID} and image_id 0..{MAX_IMAGE_ID}, got {tx_id}, {image_id}")
+        if not (1 <= int(bh) <= MAX_BLOCK and 1 <= int(bw) <= MAX_BLOCK):
+            raise ValueError(f"block size must be 1..{MAX_BLOCK}, got {bh}x{bw}")
         self.tx_id, self.image_id = int(tx_id), int(image_id)
         self.cfg = cfg or ArqConfig()
         self.meta = dict(meta or {})
@@ -249,8 +252,8 @@ class ArqQueue:
     """
 
     def __init__(self, tx_id: int, cfg: ArqConfig | None = None, window: int = 1):
-        if not 1 <= window <= 4096:
-            raise ValueError(f"window must be 1..4096 images in flight, got {window}")
+        if not 1 <= window <= MAX_IMAGE_ID + 1:
+            raise ValueError(f"window must be 1..{MAX_IMAGE_ID + 1} images in flight, got {window}")
         self.tx_id = int(tx_id)
         self.cfg = cfg or ArqConfig()
         self.window = window

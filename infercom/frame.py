@@ -19,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import preamble as pre
-from .header import HEADER_SYMBOLS, FrameHeader, encode_header
+from .header import CONFIG_FIELDS, HEADER_SYMBOLS, FrameHeader, encode_header
+from .limits import check_field
 
 __all__ = ["FrameFormat", "segment", "build_frame", "image_frames", "payload_frames", "Reassembler", "frame_layout"]
 
@@ -41,8 +42,7 @@ class FrameFormat:
     span: int = 8
 
     def __post_init__(self):
-        if not isinstance(self.frame_len_log2, (int, np.integer)) or not 4 <= self.frame_len_log2 <= 16:
-            raise ValueError(f"frame_len_log2 must be in 4..16, got {self.frame_len_log2!r}")
+        check_field("frame_len_log2", self.frame_len_log2)      # the header's range (infercom.limits)
         if not isinstance(self.pilot_spacing, (int, np.integer)) or not 16 <= self.pilot_spacing <= 4096:
             raise ValueError(f"pilot_spacing must be in 16..4096, got {self.pilot_spacing!r}")
         if not isinstance(self.sps, (int, np.integer)) or not 2 <= self.sps <= 16:
@@ -185,8 +185,7 @@ def payload_frames(h0: FrameHeader, payload: np.ndarray, fmt: FrameFormat,
 
 
 def _image_key(h: FrameHeader) -> tuple:
-    return (h.tx_id, h.image_id, h.bh, h.bw, h.planes, h.channels, h.profile, h.design_snr_db, h.key_id,
-            h.height, h.width, h.frame_len_log2, h.system)
+    return (h.tx_id, h.image_id) + tuple(getattr(h, f) for f in CONFIG_FIELDS)
 
 
 class Reassembler:

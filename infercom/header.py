@@ -21,20 +21,22 @@ the CRC and then every field (version, reserved bits, channels in {1, 3}, known 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
 
 from . import crc, fec
+from .limits import FIELD_RANGES, MAX_FRAME_LEN_LOG2, MIN_FRAME_LEN_LOG2, PROFILES, check_channels, check_field
+from .link import n_payload_symbols
 
 __all__ = ["FrameHeader", "encode_header", "decode_header", "decode_header_codeword", "codeword_symbols",
            "header_llr", "HEADER_INFO_BITS",
            "HEADER_REPS", "HEADER_CODED_BITS", "HEADER_SYMBOLS", "HEADER_VERSION", "header_bits",
-           "parse_header_bits", "PROFILES", "SYSTEMS"]
+           "parse_header_bits", "PROFILES", "SYSTEMS", "ImageFields", "CONFIG_FIELDS", "ID_FIELDS", "check_config",
+           "payload_symbols", "frame_count", "frame_payload_len", "MIN_FRAME_LEN_LOG2", "MAX_FRAME_LEN_LOG2"]
 
 HEADER_VERSION = 1
-PROFILES = ("importance", "equal")
 #: the links a frame can come from (header field ``system``)
 SYSTEMS = ("infercom", "nr")
 #: (name, width in bits, offset added when packing)
@@ -66,14 +68,57 @@ HEADER_CODED_BITS = fec.coded_len(_CW_INFO)  # 236
 HEADER_REPS = 24
 HEADER_SYMBOLS = HEADER_REPS * HEADER_CODED_BITS // 2
 
-MIN_FRAME_LEN_LOG2 = 4
-MAX_FRAME_LEN_LOG2 = 16
 
-_RANGES = {
-    "tx_id": (0, 255), "image_id": (0, 4095), "attempt": (0, 15), "frame_idx": (0, 4095),
-    "bh": (1, 8), "bw": (1, 8), "planes": (1, 8), "design_snr_db": (-16, 15), "key_id": (0, 15),
-    "height": (1, 4096), "width": (1, 4096), "frame_len_log2": (MIN_FRAME_LEN_LOG2, MAX_FRAME_LEN_LOG2),
-}
+def _check_field_bits() -> None:
+    """The field ranges are ``infercom.limits.FIELD_RANGES``; each must fit its bits (value + offset in
+    ``0 .. 2**width - 1``), or headers would not round-trip."""
+    for name, width, off in _FIELDS:
+        if name in FIELD_RANGES:
+            lo, hi = FIELD_RANGES[name]
+            if not (0 <= lo + off and hi + off < 1 << width):
+                raise RuntimeError(f"header field {name}: range {lo}..{hi} does not fit {width} bits")
+
+
+_check_field_bits()
+
+
+def check_config(c, what: str = "header field") -> None:
+    """ValueError unless the image-configuration fields (:data:`CONFIG_FIELDS`) of ``c`` (a
+    :class:`FrameHeader`, an ``infercom.protocol.ImageConfig`` or any object with those attributes) are valid:
+    integers within ``infercom.limits.FIELD_RANGES``, channels 1 or 3, a known profile and system, and for
+    an NR frame the fields that system fixes (``infercom.nr.frames.validate``). ``what`` starts the message."""
+    for name in CONFIG_FIELDS:
+        if name in FIELD_RANGES:
+            check_field(name, getattr(c, name), what)
+    check_channels(c.channels, what)
+    if c.profile not in PROFILES:
+        raise ValueError(f"{what} profile must be one of {PROFILES}, got {c.profile!r}")
+    if c.system not in SYSTEMS:
+        raise ValueError(f"{what} system must be one of {SYSTEMS}, got {c.system!r}")
+    if c.system == "nr":
+        from .nr.frames import validate
+        validate(c)
+
+
+def payload_symbols(c) -> int:
+    """Payload symbols of the whole image described by the (valid) configuration fields of ``c`` (a
+    :class:`FrameHeader` or ``infercom.protocol.ImageConfig``): :func:`infercom.link.n_payload_symbols` for an
+    InferCom frame, ``infercom.nr.frames.n_symbols_of`` for an NR one."""
+    if c.system == "nr":
+        from .nr.frames import n_symbols_of
+        return n_symbols_of(c)
+    return n_payload_symbols(c.height, c.width, c.channels, c.bh, c.bw, c.planes)
+
+
+def frame_count(n_symbols: int, frame_len_log2: int) -> int:
+    """Frames needed for ``n_symbols`` payload symbols at ``2**frame_len_log2`` data symbols per frame."""
+    return -(-int(n_symbols) // (1 << frame_len_log2))
+
+
+def frame_payload_len(n_symbols: int, frame_len_log2: int, frame_idx: int) -> int:
+    """Data symbols carried by frame ``frame_idx`` (the last frame may be shorter; 0 beyond the last)."""
+    flen = 1 << frame_len_log2
+    return max(0, min(flen, int(n_symbols) - frame_idx * flen))
 
 
 def _prbs15(n: int) -> np.ndarray:
@@ -97,13 +142,19 @@ _SCRAMBLE_SIGN = (1.0 - 2.0 * _SCRAMBLE).astype(np.float32)
 
 
 @dataclass(frozen=True)
-class FrameHeader:
-    """Everything a receiver needs to place a frame's payload: ids, link configuration and image size."""
-
+class _FrameIds:
     tx_id: int
     image_id: int
     attempt: int
     frame_idx: int
+
+
+@dataclass(frozen=True)
+class ImageFields:
+    """The image-configuration fields a frame carries and what follows from them (sizes, link config): the
+    one definition shared by :class:`FrameHeader` and ``infercom.protocol.ImageConfig`` (which validate them
+    with :func:`check_config`). ``frame_len_log2``: data symbols per frame = ``2**frame_len_log2``."""
+
     bh: int
     bw: int
     planes: int
@@ -116,20 +167,56 @@ class FrameHeader:
     frame_len_log2: int = 15
     system: str = "infercom"
 
+    def link_config(self):
+        """The ``infercom.link.LinkConfig`` of this image (InferCom frames only)."""
+        from .link import LinkConfig
+
+        self._infercom_only("link_config")
+        return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
+                          design_snr_db=int(self.design_snr_db), key_id=self.key_id)
+
+    def layout(self):
+        """The ``infercom.link.ImageLayout`` of this image (InferCom frames only)."""
+        from .link import layout
+
+        self._infercom_only("layout")
+        return layout(self.height, self.width, self.channels, self.link_config())
+
+    def _infercom_only(self, what: str) -> None:
+        if self.system != "infercom":
+            raise ValueError(f"a {self.system} frame has no InferCom {what} (see infercom.nr.frames)")
+
+    def n_symbols(self) -> int:
+        """Payload symbols of the whole image (:func:`payload_symbols`; no LinkConfig is built)."""
+        return payload_symbols(self)
+
+    def frame_len(self) -> int:
+        return 1 << self.frame_len_log2
+
+    def frame_count(self) -> int:
+        """Frames of the image: ``ceil(n_symbols / 2**frame_len_log2)``."""
+        return frame_count(self.n_symbols(), self.frame_len_log2)
+
+    def frame_payload_len(self, frame_idx: int) -> int:
+        """Data symbols carried by frame ``frame_idx`` (the last frame of an image may be shorter)."""
+        return frame_payload_len(self.n_symbols(), self.frame_len_log2, frame_idx)
+
+
+#: the image-configuration fields a frame carries (FrameHeader / protocol.ImageConfig / PDU metadata)
+CONFIG_FIELDS = tuple(f.name for f in fields(ImageFields))
+#: the per-frame ids, the rest of a header
+ID_FIELDS = tuple(f.name for f in fields(_FrameIds))
+
+
+@dataclass(frozen=True)
+class FrameHeader(ImageFields, _FrameIds):
+    """Everything a receiver needs to place a frame's payload: ids (``tx_id``, ``image_id``, ``attempt``,
+    ``frame_idx``), then the link configuration and image size (:class:`ImageFields`)."""
+
     def __post_init__(self):
-        for name, (lo, hi) in _RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"header field {name} must be an integer in {lo}..{hi}, got {v!r}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"header field channels must be 1 or 3, got {self.channels!r}")
-        if self.profile not in PROFILES:
-            raise ValueError(f"header field profile must be one of {PROFILES}, got {self.profile!r}")
-        if self.system not in SYSTEMS:
-            raise ValueError(f"header field system must be one of {SYSTEMS}, got {self.system!r}")
-        if self.system == "nr":
-            from .nr.frames import validate
-            validate(self)
+        for name in ID_FIELDS:
+            check_field(name, getattr(self, name), "header field")
+        check_config(self, "header field")
         n = self.frame_count()
         if self.frame_idx >= n:
             raise ValueError(f"frame_idx {self.frame_idx} out of range: the image has {n} frames")
@@ -142,43 +229,9 @@ class FrameHeader:
                    planes=cfg.planes, channels=channels, profile=cfg.profile, design_snr_db=cfg.design_snr_db,
                    key_id=cfg.key_id, height=height, width=width, frame_len_log2=frame_len_log2)
 
-    def link_config(self):
-        from .link import LinkConfig
-
-        self._infercom_only("link_config")
-        return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
-                          design_snr_db=int(self.design_snr_db), key_id=self.key_id)
-
-    def layout(self):
-        from .link import layout
-
-        self._infercom_only("layout")
-        return layout(self.height, self.width, self.channels, self.link_config())
-
-    def _infercom_only(self, what: str) -> None:
-        if self.system != "infercom":
-            raise ValueError(f"a {self.system} frame has no InferCom {what} (see infercom.nr.frames)")
-
-    def n_symbols(self) -> int:
-        """Payload symbols of the whole image (computed without building a LinkConfig)."""
-        if self.system == "nr":
-            from .nr.frames import n_symbols_of
-            return n_symbols_of(self)
-        lh = -(-self.height // self.bh)
-        lw = -(-self.width // self.bw)
-        n_val = lh * lw * self.channels
-        return -(-n_val // 2) * self.planes
-
-    def frame_len(self) -> int:
-        return 1 << self.frame_len_log2
-
-    def frame_count(self) -> int:
-        """Frames of the image: ``ceil(n_symbols / 2**frame_len_log2)``."""
-        return -(-self.n_symbols() // self.frame_len())
-
     def payload_len(self) -> int:
         """Data symbols carried by this frame (the last frame of an image may be shorter)."""
-        return min(self.frame_len(), self.n_symbols() - self.frame_idx * self.frame_len())
+        return self.frame_payload_len(self.frame_idx)
 
     def replace(self, **kw) -> "FrameHeader":
         from dataclasses import replace

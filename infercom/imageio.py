@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .source import MAX_SIDE
+from .limits import MAX_BLOCK
+from .source import as_image3, check_image_size
 
 #: file suffixes :func:`list_images` picks up
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif")
@@ -17,8 +18,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pg
 def load_image(path, mode: str = "RGB") -> np.ndarray:
     """Read an image file as uint8 ``(H, W, 3)`` (``mode="RGB"``) or ``(H, W)`` (``mode="L"``).
 
-    Raises ValueError for a missing or non-image file, a zero-size image, or one larger than 4096 pixels per
-    side (the frame header's limit). Pillow's decompression-bomb check is kept.
+    Raises ValueError for a missing or non-image file, a zero-size image, or one larger than ``MAX_SIDE``
+    (4096) pixels per side (the frame header's limit; checked before the pixels are decoded). Pillow's
+    decompression-bomb check is kept.
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
@@ -28,10 +30,7 @@ def load_image(path, mode: str = "RGB") -> np.ndarray:
     try:
         with Image.open(p) as im:
             w, h = im.size
-            if w == 0 or h == 0:
-                raise ValueError(f"{p}: zero-size image ({w}x{h})")
-            if w > MAX_SIDE or h > MAX_SIDE:
-                raise ValueError(f"{p}: image is {w}x{h}; at most {MAX_SIDE} pixels per side are supported")
+            check_image_size(h, w, str(p))
             arr = np.asarray(im.convert(mode), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ValueError(f"{p}: not an image Pillow can read") from None
@@ -41,18 +40,10 @@ def load_image(path, mode: str = "RGB") -> np.ndarray:
 
 
 def check_image(img: np.ndarray, name: str = "image") -> np.ndarray:
-    """Validate an in-memory image: uint8, (H, W) or (H, W, 1|3), 1..4096 per side. Returns it."""
-    a = np.asarray(img)
-    if a.dtype != np.uint8:
-        raise ValueError(f"{name}: pixels must be uint8, got {a.dtype}")
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3)):
-        raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {a.shape}")
-    h, w = a.shape[:2]
-    if h == 0 or w == 0:
-        raise ValueError(f"{name}: zero-size image ({w}x{h})")
-    if h > MAX_SIDE or w > MAX_SIDE:
-        raise ValueError(f"{name}: image is {w}x{h}; at most {MAX_SIDE} pixels per side are supported")
-    return a
+    """Validate an in-memory image (:func:`infercom.source.as_image3`: uint8, (H, W) or (H, W, 1|3), 1..MAX_SIDE
+    per side). Returns it as an array of its own shape (a 2-D image stays 2-D)."""
+    as_image3(img, name)
+    return np.asarray(img)
 
 
 def list_images(directory) -> list[Path]:
@@ -80,15 +71,16 @@ def save_image(path, img: np.ndarray) -> None:
 def parse_rate(text: str) -> tuple[int, int]:
     """Source rate -> block size ``(bh, bw)``: ``"1/9"`` -> (3, 3), ``"1/2"`` -> (1, 2), ``"1/6"`` -> (2, 3),
     also ``"0.25"``; the most nearly square block with ``bh <= bw <= 8`` and ``bh*bw = 1/rate``.
-    Also accepts ``"BHxBW"``. ValueError for anything else (e.g. rate 1/7, 2/3, 1/100)."""
+    Also accepts ``"BHxBW"``. ValueError for anything else (e.g. rate 1/7, 2/3, 1/100). ``8`` is
+    ``infercom.limits.MAX_BLOCK``."""
     t = str(text).strip().lower()
     if "x" in t:
         try:
             bh, bw = (int(v) for v in t.split("x"))
         except ValueError:
             raise ValueError(f"block size must look like BHxBW, got {text!r}") from None
-        if not (1 <= bh <= 8 and 1 <= bw <= 8):
-            raise ValueError(f"block size {text!r} outside 1..8 per side")
+        if not (1 <= bh <= MAX_BLOCK and 1 <= bw <= MAX_BLOCK):
+            raise ValueError(f"block size {text!r} outside 1..{MAX_BLOCK} per side")
         return bh, bw
     try:
         if "/" in t:
@@ -104,9 +96,9 @@ def parse_rate(text: str) -> tuple[int, int]:
     if abs(1 / r - n) > 1e-6 * n:
         raise ValueError(f"unsupported rate {text!r}: must be 1/n with n = bh*bw")
     best = None
-    for bh in range(1, 9):
-        if n % bh == 0 and bh <= n // bh <= 8:
+    for bh in range(1, MAX_BLOCK + 1):
+        if n % bh == 0 and bh <= n // bh <= MAX_BLOCK:
             best = (bh, n // bh)
     if best is None:
-        raise ValueError(f"unsupported rate {text!r}: 1/{n} is not bh*bw with 1 <= bh <= bw <= 8")
+        raise ValueError(f"unsupported rate {text!r}: 1/{n} is not bh*bw with 1 <= bh <= bw <= {MAX_BLOCK}")
     return best

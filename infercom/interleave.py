@@ -22,12 +22,12 @@ from collections.abc import Mapping
 import numba
 import numpy as np
 
+from .limits import MAX_KEY_ID  # largest key id the header can carry
+
 #: domain-separation string of the PRF
 DOMAIN = b"gr-infercom/interleaver/v1"
 #: the public default key (key_id 0); documented, so it provides no secrecy
 PUBLIC_KEY = b"gr-infercom public interleaver key 0"
-#: largest key id the header can carry
-MAX_KEY_ID = 15
 
 
 def prf_words(key: bytes, n: int, count: int) -> np.ndarray:

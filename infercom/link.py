@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import interleave, power, qpsk, reconstruct, source
-from .planes import check_planes, sym_per_plane
+from .limits import check_channels, check_field
+from .planes import sym_per_plane
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,12 @@ class LinkConfig:
     key_id: int = 0
 
     def __post_init__(self):
+        # the limits are the header's (infercom.limits.FIELD_RANGES): a LinkConfig always fits a frame header
         source.check_block(self.bh, self.bw)
-        check_planes(self.planes)
-        if self.profile not in power.PROFILES:
-            raise ValueError(f"unknown power profile {self.profile!r}; choose from {', '.join(power.PROFILES)}")
-        d = self.design_snr_db
-        if not isinstance(d, (int, np.integer)) or not power.DESIGN_SNR_MIN_DB <= d <= power.DESIGN_SNR_MAX_DB:
-            raise ValueError(f"design_snr_db must be an integer in {power.DESIGN_SNR_MIN_DB}.."
-                             f"{power.DESIGN_SNR_MAX_DB} dB, got {d!r}")
-        if not isinstance(self.key_id, (int, np.integer)) or not 0 <= self.key_id <= interleave.MAX_KEY_ID:
-            raise ValueError(f"key_id must be in 0..{interleave.MAX_KEY_ID}, got {self.key_id!r}")
+        check_field("planes", self.planes)
+        power.check_profile(self.profile)
+        check_field("design_snr_db", self.design_snr_db)
+        check_field("key_id", self.key_id)
 
     def rate(self) -> float:
         """Source rate: low-res values per image value, ``1/(bh*bw)``."""
@@ -70,18 +67,29 @@ class ImageLayout:
     n_symbols: int
 
 
+def _n_symbols(n_values: int, planes: int) -> int:
+    """Payload symbols of ``n_values`` low-res values with ``planes`` planes sent: ``planes * ceil(N/2)``."""
+    return sym_per_plane(n_values) * int(planes)
+
+
+def n_payload_symbols(height: int, width: int, channels: int, bh: int, bw: int, planes: int) -> int:
+    """Payload QPSK symbols of one image: ``planes * ceil(N/2)``, ``N = ceil(H/bh)*ceil(W/bw)*C`` (no checks).
+
+    The one definition of the count (``ImageLayout.n_symbols``, ``FrameHeader.n_symbols`` of an InferCom frame
+    and ``infercom.protocol.n_payload_symbols`` are this function); docs/internals.md §1 has the layout."""
+    lh, lw = source.lowres_shape(height, width, bh, bw)
+    return _n_symbols(lh * lw * int(channels), planes)
+
+
 def layout(height: int, width: int, channels: int, cfg: LinkConfig) -> ImageLayout:
     """Payload layout of an ``height x width x channels`` image under ``cfg``."""
     for name, v in (("height", height), ("width", width)):
-        if not isinstance(v, (int, np.integer)) or not 1 <= v <= source.MAX_SIDE:
-            raise ValueError(f"image {name} must be an integer in 1..{source.MAX_SIDE}, got {v!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        check_field(name, v, "image")
+    check_channels(channels)
     lh, lw = source.lowres_shape(height, width, cfg.bh, cfg.bw)
     n_val = lh * lw * int(channels)
-    s = sym_per_plane(n_val)
-    return ImageLayout(int(height), int(width), int(channels), cfg.bh, cfg.bw, lh, lw, n_val, s,
-                       s * cfg.planes)
+    return ImageLayout(int(height), int(width), int(channels), cfg.bh, cfg.bw, lh, lw, n_val,
+                       sym_per_plane(n_val), _n_symbols(n_val, cfg.planes))
 
 
 def _perm(lay: ImageLayout, cfg: LinkConfig, keyring) -> np.ndarray:
@@ -90,16 +98,15 @@ def _perm(lay: ImageLayout, cfg: LinkConfig, keyring) -> np.ndarray:
 
 
 def _check_layout(lay: ImageLayout, cfg: LinkConfig) -> None:
-    if (lay.bh, lay.bw) != (cfg.bh, cfg.bw) or lay.n_symbols != lay.n_sym_per_plane * cfg.planes:
+    if (lay.bh, lay.bw) != (cfg.bh, cfg.bw) or lay.n_symbols != _n_symbols(lay.n_values, cfg.planes):
         raise ValueError("ImageLayout does not match LinkConfig (block size or plane count differ)")
 
 
 def encode_lowres(lowres: np.ndarray, cfg: LinkConfig, keyring=None) -> np.ndarray:
     """uint8 low-res image (h, w, C) -> payload symbols (complex64, interleaved, power-scaled)."""
     v = np.ascontiguousarray(lowres, dtype=np.uint8).reshape(-1)
-    s = sym_per_plane(v.size)
     key = interleave.get_keyring(keyring).key(cfg.key_id)
-    perm = interleave.permutation(s * cfg.planes, key)
+    perm = interleave.permutation(_n_symbols(v.size, cfg.planes), key)
     return qpsk.map_values(v, cfg.plane_amplitudes(), perm)
 
 

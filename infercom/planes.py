@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .limits import MAX_PLANES
+
 
 def check_planes(planes: int) -> int:
-    if not isinstance(planes, (int, np.integer)) or not 1 <= planes <= 8:
-        raise ValueError(f"planes must be an integer in 1..8, got {planes!r}")
+    if not isinstance(planes, (int, np.integer)) or not 1 <= planes <= MAX_PLANES:
+        raise ValueError(f"planes must be an integer in 1..{MAX_PLANES}, got {planes!r}")
     return int(planes)
 
 

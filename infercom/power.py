@@ -29,11 +29,12 @@ import math
 import numpy as np
 from scipy.special import erfc
 
-#: profile names accepted everywhere (header, CLI, LinkConfig)
-PROFILES = ("importance", "equal")
-#: design SNR range the header can carry, dB (inclusive)
-DESIGN_SNR_MIN_DB = -16
-DESIGN_SNR_MAX_DB = 15
+# profile names accepted everywhere (header, CLI, LinkConfig) and the design SNR range the header can carry
+# (dB, inclusive): defined in infercom.limits, re-exported here
+from .limits import DESIGN_SNR_MAX_DB, DESIGN_SNR_MIN_DB, PROFILES, check_field
+
+__all__ = ["PROFILES", "DESIGN_SNR_MIN_DB", "DESIGN_SNR_MAX_DB", "qfunc", "plane_weights", "check_profile",
+           "plane_powers", "plane_amplitudes", "plane_ber", "expected_mse", "kkt_residual"]
 
 _LOG_NORM = math.log(2.0 * math.sqrt(2.0 * math.pi))
 
@@ -45,14 +46,16 @@ def qfunc(x):
 
 def plane_weights(planes: int = 8) -> np.ndarray:
     """Squared-error cost ``4**k`` of the sent planes, MSB first (k = 7 .. 8-planes), float64."""
-    _check_planes(planes)
+    check_field("planes", planes)
     k = np.arange(7, 7 - planes, -1)
     return 4.0 ** k
 
 
-def _check_planes(planes: int) -> None:
-    if not isinstance(planes, (int, np.integer)) or not 1 <= planes <= 8:
-        raise ValueError(f"planes must be an integer in 1..8, got {planes!r}")
+def check_profile(profile: str) -> str:
+    """``profile`` if it is one of :data:`PROFILES`, else ValueError."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown power profile {profile!r}; choose from {', '.join(PROFILES)}")
+    return profile
 
 
 def _solve_x(c: np.ndarray) -> np.ndarray:
@@ -117,9 +120,8 @@ def plane_powers(profile: str = "importance", design_snr_db: float = -4, planes:
     design Es/N0 ``design_snr_db`` dB, only the ``planes`` sent planes share the budget). The result is a
     read-only cached array.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown power profile {profile!r}; choose from {', '.join(PROFILES)}")
-    _check_planes(planes)
+    check_profile(profile)
+    check_field("planes", planes)
     d = float(design_snr_db)
     if not math.isfinite(d):
         raise ValueError(f"design_snr_db must be finite, got {design_snr_db!r}")

@@ -34,7 +34,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .header import SYSTEMS
+# the field ranges, profiles, the config field list, its validation and the payload-size arithmetic are the
+# frame header's (one definition each: infercom.limits, infercom.header, infercom.link), re-exported here
+from .header import CONFIG_FIELDS, ID_FIELDS, SYSTEMS, ImageFields, check_config, frame_count, frame_payload_len
+from .limits import (FIELD_RANGES, MAX_ATTEMPT, MAX_BLOCK, MAX_FRAME_LEN_LOG2, MAX_FRAMES, MAX_TX_ID,
+                     MIN_FRAME_LEN_LOG2, PROFILES)
+from .link import n_payload_symbols
 
 __all__ = [
     "VERSION", "MAGIC", "MSG_SOFT_FRAME", "MSG_FEEDBACK", "MSG_STATUS_REQUEST", "MSG_STATUS",
@@ -42,6 +47,7 @@ __all__ = [
     "PROFILES", "DECISIONS", "RESEND_MODES", "ProtocolError", "ImageConfig", "SoftFrame", "Feedback",
     "StatusRequest", "StatusResponse", "encode", "decode", "encode_soft_frame", "message_type",
     "feedback_topic", "frame_digest", "CONFIG_FIELDS", "n_payload_symbols", "frame_count", "frame_payload_len",
+    "MIN_FRAME_LEN_LOG2", "MAX_FRAMES", "SYSTEMS",
 ]
 
 MAGIC = b"IC"
@@ -54,17 +60,13 @@ MSG_STATUS = 4
 _TYPE_NAMES = {MSG_SOFT_FRAME: "soft_frame", MSG_FEEDBACK: "feedback",
                MSG_STATUS_REQUEST: "status_request", MSG_STATUS: "status"}
 
-#: largest frame: 2**16 data symbols
-MAX_FRAME_LEN_LOG2 = 16
-MIN_FRAME_LEN_LOG2 = 4
+# frames carry 2**MIN_FRAME_LEN_LOG2 .. 2**MAX_FRAME_LEN_LOG2 (= 2**16) data symbols; an image has at most
+# MAX_FRAMES (4096) frames, which also bounds feedback frame lists (infercom.limits)
 #: bound on the JSON part of a feedback message (reason + scores), bytes
 MAX_JSON_BYTES = 4096
 #: bound on status request/response bodies, bytes
 MAX_STATUS_BYTES = 65536
-#: feedback frame lists are bounded by the frame index range
-MAX_FRAMES = 4096
 
-PROFILES = ("importance", "equal")
 DECISIONS = ("ACK", "NACK", "FAIL")
 RESEND_MODES = ("none", "chase", "selective", "refine")
 
@@ -113,70 +115,20 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def n_payload_symbols(height: int, width: int, channels: int, bh: int, bw: int, planes: int) -> int:
-    """Payload QPSK symbols of one image: ``planes * ceil(N/2)``, ``N = ceil(H/bh)*ceil(W/bw)*C``.
-
-    This is the symbol count of the layout convention in ``docs/internals.md`` (``ImageLayout.n_symbols``).
-    """
-    n_values = _ceil_div(height, bh) * _ceil_div(width, bw) * channels
-    return planes * _ceil_div(n_values, 2)
-
-
-def frame_count(n_symbols: int, frame_len_log2: int) -> int:
-    """Frames needed for ``n_symbols`` payload symbols at ``2**frame_len_log2`` data symbols per frame."""
-    return _ceil_div(n_symbols, 1 << frame_len_log2)
-
-
-def frame_payload_len(n_symbols: int, frame_len_log2: int, frame_idx: int) -> int:
-    """Data symbols carried by frame ``frame_idx`` (the last frame may be shorter)."""
-    flen = 1 << frame_len_log2
-    return max(0, min(flen, n_symbols - frame_idx * flen))
-
-
 @dataclass(frozen=True)
-class ImageConfig:
-    """The image configuration fields that ``FrameHeader`` carries (see ``docs/internals.md``).
+class ImageConfig(ImageFields):
+    """The image configuration fields that ``FrameHeader`` carries (``infercom.header.ImageFields``: the same
+    fields, sizes and link config; see ``docs/internals.md``), validated as the header validates them plus
+    the bound of :data:`MAX_FRAMES` frames per image.
 
     ``frame_len_log2``: data symbols per frame = ``2**frame_len_log2``.
     """
 
-    bh: int
-    bw: int
-    planes: int
-    channels: int
-    profile: str
-    design_snr_db: int
-    key_id: int
-    height: int
-    width: int
-    frame_len_log2: int
-    system: str = "infercom"
-
     def __post_init__(self) -> None:
-        if self.system not in SYSTEMS:
-            raise ProtocolError("bad_field", f"system must be one of {SYSTEMS}, got {self.system!r}")
-        if self.system == "nr":
-            from infercom.nr.frames import validate
-            try:
-                validate(self)
-            except ValueError as exc:
-                raise ProtocolError("bad_field", str(exc)) from None
-        _check_int("bh", self.bh, 1, 8)
-        _check_int("bw", self.bw, 1, 8)
-        _check_int("planes", self.planes, 1, 8)
-        if self.channels not in (1, 3) or isinstance(self.channels, bool):
-            raise ProtocolError("bad_field", f"channels must be 1 or 3, got {self.channels!r}")
-        if self.profile not in PROFILES:
-            raise ProtocolError("bad_field", f"profile must be one of {PROFILES}, got {self.profile!r}")
-        _check_int("design_snr_db", self.design_snr_db, -16, 15)
-        _check_int("key_id", self.key_id, 0, 15)
-        _check_int("height", self.height, 1, 4096)
-        _check_int("width", self.width, 1, 4096)
-        _check_int("frame_len_log2", self.frame_len_log2, MIN_FRAME_LEN_LOG2, MAX_FRAME_LEN_LOG2)
+        try:
+            check_config(self, "config field")     # the header's own check: same ranges, same rules
+        except ValueError as exc:
+            raise ProtocolError("bad_field", str(exc)) from None
         if self.frame_count() > MAX_FRAMES:
             raise ProtocolError("bad_field", f"image needs {self.frame_count()} frames, more than {MAX_FRAMES}")
 
@@ -184,31 +136,6 @@ class ImageConfig:
     def from_header(cls, h: Any) -> "ImageConfig":
         """The config fields of a ``FrameHeader`` (or any object with those attributes)."""
         return cls(**{f: getattr(h, f) for f in CONFIG_FIELDS})
-
-    def n_symbols(self) -> int:
-        if self.system == "nr":
-            from infercom.nr.frames import n_symbols_of
-            return n_symbols_of(self)
-        return n_payload_symbols(self.height, self.width, self.channels, self.bh, self.bw, self.planes)
-
-    def frame_count(self) -> int:
-        return frame_count(self.n_symbols(), self.frame_len_log2)
-
-    def frame_payload_len(self, frame_idx: int) -> int:
-        return frame_payload_len(self.n_symbols(), self.frame_len_log2, frame_idx)
-
-    def link_config(self):
-        """The ``infercom.link.LinkConfig`` of this image."""
-        from infercom.link import LinkConfig
-        if self.system != "infercom":
-            raise ValueError(f"a {self.system} image has no InferCom link configuration")
-        return LinkConfig(bh=self.bh, bw=self.bw, planes=self.planes, profile=self.profile,
-                          design_snr_db=self.design_snr_db, key_id=self.key_id)
-
-
-#: the image-configuration fields a frame carries (FrameHeader / ImageConfig / PDU metadata)
-CONFIG_FIELDS = ("bh", "bw", "planes", "channels", "profile", "design_snr_db", "key_id", "height", "width",
-                  "frame_len_log2", "system")
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,10 +161,8 @@ class SoftFrame:
     seq: int
 
     def __post_init__(self) -> None:
-        _check_int("tx_id", self.tx_id, 0, 255)
-        _check_int("image_id", self.image_id, 0, 4095)
-        _check_int("attempt", self.attempt, 0, 15)
-        _check_int("frame_idx", self.frame_idx, 0, 4095)
+        for name in ID_FIELDS:
+            _check_int(name, getattr(self, name), *FIELD_RANGES[name])
         if not isinstance(self.config, ImageConfig):
             raise ProtocolError("bad_field", "config must be an ImageConfig")
         nframes = self.config.frame_count()
@@ -330,9 +255,8 @@ class Feedback:
     next_attempt: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("tx_id", self.tx_id, 0, 255)
-        _check_int("image_id", self.image_id, 0, 4095)
-        _check_int("attempt", self.attempt, 0, 15)
+        for name in ("tx_id", "image_id", "attempt"):
+            _check_int(name, getattr(self, name), *FIELD_RANGES[name])
         if self.decision not in DECISIONS:
             raise ProtocolError("bad_field", f"decision must be one of {DECISIONS}, got {self.decision!r}")
         if self.mode not in RESEND_MODES:
@@ -354,9 +278,9 @@ class Feedback:
         if len(frames) != len(set(frames)) or list(frames) != sorted(frames):
             raise ProtocolError("bad_field", "frames must be sorted and unique")
         object.__setattr__(self, "frames", frames)
-        _check_int("next_attempt", self.next_attempt, 0, 15)
-        _check_int("refine_bh", self.refine_bh, 0, 8)
-        _check_int("refine_bw", self.refine_bw, 0, 8)
+        _check_int("next_attempt", self.next_attempt, 0, MAX_ATTEMPT)
+        _check_int("refine_bh", self.refine_bh, 0, MAX_BLOCK)
+        _check_int("refine_bw", self.refine_bw, 0, MAX_BLOCK)
         if self.decision == "NACK":
             if self.mode == "none":
                 raise ProtocolError("bad_field", "a NACK must say what to resend (mode)")
@@ -369,7 +293,7 @@ class Feedback:
             raise ProtocolError("bad_field", "frames are given exactly for mode 'selective' (and not empty)")
         if self.mode == "refine":
             if not (self.refine_bh >= 1 and self.refine_bw >= 1):
-                raise ProtocolError("bad_field", "mode 'refine' needs refine_bh, refine_bw in 1..8")
+                raise ProtocolError("bad_field", f"mode 'refine' needs refine_bh, refine_bw in 1..{MAX_BLOCK}")
         elif self.refine_bh or self.refine_bw:
             raise ProtocolError("bad_field", "refine_bh/refine_bw are only for mode 'refine'")
 
@@ -401,7 +325,7 @@ def feedback_topic(tx_id: int) -> bytes:
 
     Fixed width, so subscribing to ``fb001`` does not also match ``fb0012``.
     """
-    return b"fb%03d" % _check_int("tx_id", tx_id, 0, 255)
+    return b"fb%03d" % _check_int("tx_id", tx_id, 0, MAX_TX_ID)
 
 
 def message_type(buf: bytes) -> str:

@@ -19,6 +19,7 @@ import math
 import numba
 import numpy as np
 
+from .limits import MAX_PLANES
 from .planes import planes_to_pairs, sym_per_plane, values_to_planes
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -158,8 +159,8 @@ def map_values(values: np.ndarray, amps: np.ndarray, perm: np.ndarray | None = N
     if v.dtype != np.uint8 or v.ndim != 1:
         raise ValueError(f"values must be a 1-D uint8 array, got {v.dtype} with shape {v.shape}")
     a = np.ascontiguousarray(amps, dtype=np.float32)
-    if not 1 <= a.size <= 8:
-        raise ValueError(f"need 1..8 plane amplitudes, got {a.size}")
+    if not 1 <= a.size <= MAX_PLANES:
+        raise ValueError(f"need 1..{MAX_PLANES} plane amplitudes, got {a.size}")
     n = a.size * sym_per_plane(v.size)
     out = np.empty(n, np.complex64)
     if perm is None:

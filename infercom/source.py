@@ -21,31 +21,40 @@ import numba
 import numpy as np
 from PIL import Image
 
-MAX_BLOCK = 8
-MAX_SIDE = 4096
+# block size 1..MAX_BLOCK and image sides 1..MAX_SIDE: the header's limits, defined in infercom.limits
+from .limits import CHANNELS, MAX_BLOCK, MAX_SIDE, check_field  # noqa: F401  (MAX_BLOCK re-exported)
+
 UPSAMPLE_METHODS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
                     "lanczos": Image.LANCZOS}
 
 
 def check_block(bh: int, bw: int) -> tuple[int, int]:
-    for name, b in (("bh", bh), ("bw", bw)):
-        if not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BLOCK:
-            raise ValueError(f"block size {name} must be an integer in 1..{MAX_BLOCK}, got {b!r}")
-    return int(bh), int(bw)
+    """``(bh, bw)`` as ints if both are integers in 1..MAX_BLOCK, else ValueError naming the bad one."""
+    return check_field("bh", bh, "block size"), check_field("bw", bw, "block size")
 
 
-def as_image3(img: np.ndarray) -> np.ndarray:
-    """Validate an image: uint8 (H, W) or (H, W, C) with C in {1, 3}, 1 <= H, W <= 4096 -> (H, W, C)."""
+def check_image_size(height: int, width: int, what: str = "image") -> None:
+    """ValueError unless ``1 <= height, width <= MAX_SIDE`` (the header's image size limit)."""
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        zero = " (zero-size image)" if height < 1 or width < 1 else ""
+        raise ValueError(f"{what}: size {height}x{width} (height x width) is outside 1..{MAX_SIDE} pixels per "
+                         f"side{zero}")
+
+
+def as_image3(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """Validate an image: uint8 (H, W) or (H, W, C) with C in {1, 3}, 1 <= H, W <= MAX_SIDE -> (H, W, C)
+    (a view; a 2-D input gets C = 1). ValueError starting with ``what`` says what is wrong.
+
+    The one image validator of the project: ``infercom.imageio.check_image`` (which keeps the input's shape),
+    ``infercom.degrade`` and the QoE metrics (``receiver_server.qoe.base.as_image``) call it."""
     a = np.asarray(img)
     if a.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {a.dtype}")
+        raise ValueError(f"{what}: pixels must be uint8, got {a.dtype}")
     if a.ndim == 2:
         a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3):
-        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got shape {np.asarray(img).shape}")
-    h, w = a.shape[:2]
-    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
-        raise ValueError(f"image size {h}x{w} outside 1..{MAX_SIDE} per side")
+    if a.ndim != 3 or a.shape[2] not in CHANNELS:
+        raise ValueError(f"{what}: shape must be (H, W), (H, W, 1) or (H, W, 3), got {np.asarray(img).shape}")
+    check_image_size(a.shape[0], a.shape[1], what)
     return a
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from infercom.limits import MAX_TX_ID
+
 __all__ = ["AllowList", "load_allow_list"]
 
 _ENTRY_KEYS = {"name", "public_key", "key_file", "tx_ids", "status"}
@@ -94,10 +96,10 @@ def load_allow_list(path: str | Path) -> AllowList:
             raise ValueError(f"allow-list client {i}: key {key} is listed twice")
         ids = entry.get("tx_ids", [])
         if ids == "all":
-            ids = list(range(256))
-        if not isinstance(ids, list) or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= 255
+            ids = list(range(MAX_TX_ID + 1))
+        if not isinstance(ids, list) or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= MAX_TX_ID
                                             for t in ids):
-            raise ValueError(f"allow-list client {i}: tx_ids must be a list of integers 0..255 or 'all'")
+            raise ValueError(f"allow-list client {i}: tx_ids must be a list of integers 0..{MAX_TX_ID} or 'all'")
         st = entry.get("status", False)
         if not isinstance(st, bool):
             raise ValueError(f"allow-list client {i}: status must be true or false")

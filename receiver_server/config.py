@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from infercom.limits import MAX_ATTEMPT
+
 __all__ = ["ServerConfig", "PolicyConfig", "load_config", "read_mapping_file", "feedback_address",
            "is_loopback_address"]
 
@@ -92,8 +94,8 @@ class PolicyConfig:
             if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) \
                     or not math.isfinite(v):
                 raise ValueError(f"policy.thresholds[{k!r}] must be a finite number, got {v!r}")
-        if not isinstance(self.max_attempts, int) or not 1 <= self.max_attempts <= 16:
-            raise ValueError(f"policy.max_attempts must be 1..16, got {self.max_attempts!r}")
+        if not isinstance(self.max_attempts, int) or not 1 <= self.max_attempts <= MAX_ATTEMPT + 1:
+            raise ValueError(f"policy.max_attempts must be 1..{MAX_ATTEMPT + 1}, got {self.max_attempts!r}")
         if self.mode not in ("auto", "chase", "selective", "refine"):
             raise ValueError(f"policy.mode must be auto|chase|selective|refine, got {self.mode!r}")
         if not 0 <= self.worst_margin_db <= 60:

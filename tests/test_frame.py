@@ -114,3 +114,30 @@ def test_reassembly_with_missing_frames(rng):
         r.add(other, np.zeros(other.payload_len(), np.complex64), 1.0)
     with pytest.raises(ValueError):
         r.add(h0, np.zeros(3, np.complex64), 1.0)
+
+
+def test_frame_format_takes_the_header_range():
+    from infercom import limits
+
+    lo, hi = limits.FIELD_RANGES["frame_len_log2"]
+    for v in (lo, hi):
+        assert F.FrameFormat(frame_len_log2=v).frame_len == 2 ** v
+    for v in (lo - 1, hi + 1, True):
+        with pytest.raises(ValueError, match="frame_len_log2"):
+            F.FrameFormat(frame_len_log2=v)
+
+
+def test_reassembler_key_covers_every_config_field():
+    from infercom.header import CONFIG_FIELDS
+
+    h = FrameHeader(tx_id=1, image_id=2, attempt=0, frame_idx=0, bh=2, bw=2, planes=8, channels=3,
+                    profile="importance", design_snr_db=-4, key_id=0, height=8, width=8, frame_len_log2=8)
+    assert F._image_key(h) == (1, 2) + tuple(getattr(h, f) for f in CONFIG_FIELDS)
+    other = {"bh": 1, "bw": 1, "planes": 4, "channels": 1, "profile": "equal", "design_snr_db": 0, "key_id": 1,
+             "height": 9, "width": 7, "frame_len_log2": 9}
+    assert set(other) | {"system"} == set(CONFIG_FIELDS)
+    for f, v in other.items():
+        r = F.Reassembler(h)
+        h2 = h.replace(**{f: v})
+        with pytest.raises(ValueError, match="does not belong"):
+            r.add(h2, np.zeros(h2.payload_len(), np.complex64), 1.0)

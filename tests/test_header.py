@@ -128,3 +128,55 @@ def test_kernels_match_references(rng):
         nv = rng.uniform(0.2, 2, H.HEADER_SYMBOLS).astype(np.float32)
         nv[:100] = np.inf  # erased symbols carry no information
         assert np.allclose(H.header_llr(y, nv), H.header_llr_ref(y, nv), rtol=1e-4, atol=1e-3)
+
+
+# --- one table of limits (infercom.limits): the header is where it comes from -------------------------------
+
+def _boundary_base(field):
+    """A header whose other fields let ``field`` take both ends of its range (frame_idx 4095 needs an image of
+    exactly 4096 frames: 128x128 grey, 1x1 blocks, 8 planes = 65536 symbols in frames of 16)."""
+    if field == "frame_idx":
+        return dict(height=128, width=128, channels=1, bh=1, bw=1, planes=8, frame_len_log2=4)
+    return dict(frame_idx=0)
+
+
+def test_field_ranges_are_the_limits_table():
+    from infercom import limits
+
+    for name, (lo, hi) in limits.FIELD_RANGES.items():
+        base = _boundary_base(name)
+        for v in (lo, hi):
+            h = _hdr(**{**base, name: v})
+            assert H.parse_header_bits(H.header_bits(h)) == h, (name, v)
+        for v in (lo - 1, hi + 1):
+            with pytest.raises(ValueError, match=name):
+                _hdr(**{**base, name: v})
+    # every range but frame_len_log2 fills its header bits exactly; frame_len_log2 fits them
+    for name, width, off in H._FIELDS:
+        if name in limits.FIELD_RANGES:
+            lo, hi = limits.FIELD_RANGES[name]
+            assert lo + off >= 0 and hi + off <= 2 ** width - 1, name
+            if name != "frame_len_log2":
+                assert (lo + off, hi + off) == (0, 2 ** width - 1), name
+    assert (H.MIN_FRAME_LEN_LOG2, H.MAX_FRAME_LEN_LOG2) == limits.FIELD_RANGES["frame_len_log2"]
+
+
+def test_one_definition_of_profiles_and_fields():
+    import dataclasses
+
+    from infercom import limits, power, protocol
+
+    assert H.PROFILES is limits.PROFILES is power.PROFILES is protocol.PROFILES
+    assert protocol.CONFIG_FIELDS is H.CONFIG_FIELDS
+    assert protocol.SYSTEMS is H.SYSTEMS
+    fields = tuple(f.name for f in dataclasses.fields(H.FrameHeader))
+    assert sorted(fields) == sorted(H.ID_FIELDS + H.CONFIG_FIELDS)
+    assert set(limits.FIELD_RANGES) <= set(fields)
+    # every header field but the enumerations has a range
+    assert set(fields) - set(limits.FIELD_RANGES) == {"channels", "profile", "system"}
+
+
+def test_non_integer_channels_rejected():
+    for bad in (True, 3.0, "3"):
+        with pytest.raises(ValueError, match="channels"):
+            _hdr(channels=bad)

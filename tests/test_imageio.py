@@ -55,3 +55,75 @@ def test_parse_rate(text, block):
 def test_parse_rate_rejects(text):
     with pytest.raises(ValueError):
         imageio.parse_rate(text)
+
+
+# --- one image validator (infercom.source.as_image3) behind every path that takes an image ------------------
+
+_BAD_IMAGES = {
+    "float": np.zeros((4, 4, 3), np.float32),
+    "int16": np.zeros((4, 4), np.int16),
+    "bool": np.zeros((4, 4), bool),
+    "two channels": np.zeros((4, 4, 2), np.uint8),
+    "four channels": np.zeros((4, 4, 4), np.uint8),
+    "1-D": np.zeros(16, np.uint8),
+    "4-D": np.zeros((2, 2, 2, 3), np.uint8),
+    "zero height": np.zeros((0, 5, 3), np.uint8),
+    "zero width": np.zeros((5, 0), np.uint8),
+    "too tall": np.zeros((4097, 1), np.uint8),
+    "too wide": np.zeros((1, 4097, 1), np.uint8),
+}
+_GOOD_IMAGES = [np.zeros((1, 1), np.uint8), np.zeros((3, 5, 1), np.uint8), np.zeros((2, 3, 3), np.uint8),
+                np.zeros((4096, 1), np.uint8)]
+
+
+def _image_paths():
+    from infercom import degrade, link, source
+    from receiver_server.qoe import base as qoe_base
+
+    cfg = link.LinkConfig(bh=1, bw=1, planes=1)
+    return {
+        "source.as_image3": lambda a: source.as_image3(a),
+        "source.lpf_encode": lambda a: source.lpf_encode(a, 1, 1),
+        "imageio.check_image": lambda a: imageio.check_image(a),
+        "link.encode_image": lambda a: link.encode_image(a, cfg),
+        "degrade.degrade": lambda a: degrade.degrade(a, cfg, 10.0, np.random.default_rng(0)),
+        "qoe.as_image": lambda a: qoe_base.as_image(a),
+    }
+
+
+def _message_body(exc: ValueError) -> str:
+    """The message without the caller's ``what`` prefix ("image: ...", "restored image: ...")."""
+    return str(exc).split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_IMAGES))
+def test_every_image_path_rejects_the_same_inputs_alike(case):
+    bodies = {}
+    for name, check in _image_paths().items():
+        with pytest.raises(ValueError) as e:
+            check(_BAD_IMAGES[case])
+        bodies[name] = _message_body(e.value)
+    assert len(set(bodies.values())) == 1, bodies
+    body = next(iter(bodies.values()))
+    if case in ("too tall", "too wide"):
+        assert "4096" in body and "outside" in body
+    if case.startswith("zero"):
+        assert "zero-size" in body
+
+
+def test_every_image_path_accepts_the_same_inputs():
+    for name, check in _image_paths().items():
+        for a in _GOOD_IMAGES:
+            if name == "degrade.degrade" and a.shape[0] == 4096:
+                continue                     # valid, only slow to send
+            check(a)
+
+
+def test_load_image_size_limit_is_the_validators(tmp_path):
+    Image.fromarray(np.zeros((1, 4097), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(ValueError) as from_file:
+        imageio.load_image(tmp_path / "wide.png")
+    with pytest.raises(ValueError) as in_memory:
+        imageio.check_image(np.zeros((1, 4097), np.uint8))
+    assert _message_body(from_file.value) == _message_body(in_memory.value)
+    assert str(tmp_path / "wide.png") in str(from_file.value)

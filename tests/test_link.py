@@ -120,3 +120,44 @@ def test_layout_and_config_validation():
         link.decode_image(np.zeros(lay.n_symbols, np.complex64), 1.0, lay, link.LinkConfig(planes=4))
     with pytest.raises(ValueError, match="mode"):
         link.decode_image(np.zeros(lay.n_symbols, np.complex64), 1.0, lay, cfg, mode="soft")
+
+
+def test_link_config_accepts_exactly_the_header_ranges():
+    """LinkConfig, layout and the modules they lean on take their limits from infercom.limits, so every
+    LinkConfig fits a frame header and every header's config is a LinkConfig."""
+    from infercom import limits, planes, power
+
+    for name in ("bh", "bw", "planes", "design_snr_db", "key_id"):
+        lo, hi = limits.FIELD_RANGES[name]
+        for v in (lo, hi):
+            assert getattr(link.LinkConfig(**{name: v}), name) == v
+        for v in (lo - 1, hi + 1, True, float(lo)):
+            with pytest.raises(ValueError, match=name):
+                link.LinkConfig(**{name: v})
+    for name in ("height", "width"):
+        lo, hi = limits.FIELD_RANGES[name]
+        for v in (lo, hi):
+            assert getattr(link.layout(**{"height": 1, "width": 1, name: v}, channels=1, cfg=link.LinkConfig()),
+                           name) == v
+        for v in (lo - 1, hi + 1):
+            with pytest.raises(ValueError, match=name):
+                link.layout(**{"height": 1, "width": 1, name: v}, channels=1, cfg=link.LinkConfig())
+    for c in (0, 2, 4, True):
+        with pytest.raises(ValueError, match="channels"):
+            link.layout(4, 4, c, link.LinkConfig())
+    # modules outside this table's reach restate it: catch a drift
+    assert interleave.MAX_KEY_ID == limits.MAX_KEY_ID
+    assert source.MAX_SIDE == limits.MAX_SIDE and source.MAX_BLOCK == limits.MAX_BLOCK
+    assert (power.DESIGN_SNR_MIN_DB, power.DESIGN_SNR_MAX_DB) == limits.FIELD_RANGES["design_snr_db"]
+    lo, hi = limits.FIELD_RANGES["planes"]
+    assert planes.check_planes(lo) == lo and planes.check_planes(hi) == hi
+    for v in (lo - 1, hi + 1):
+        with pytest.raises(ValueError):
+            planes.check_planes(v)
+
+
+def test_payload_symbol_count_is_layout():
+    for h, w, c, bh, bw, m in [(1, 1, 1, 1, 1, 1), (1, 1, 3, 8, 8, 8), (17, 5, 1, 2, 4, 6), (4096, 4095, 3, 3, 7, 2)]:
+        lay = link.layout(h, w, c, link.LinkConfig(bh=bh, bw=bw, planes=m))
+        assert link.n_payload_symbols(h, w, c, bh, bw, m) == lay.n_symbols == m * math.ceil(lay.n_values / 2)
+        assert lay.n_values == math.ceil(h / bh) * math.ceil(w / bw) * c

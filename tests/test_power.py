@@ -65,3 +65,20 @@ def test_bad_profile_arguments():
     p = power.plane_powers("importance", 0)
     with pytest.raises(ValueError):
         p[0] = 1.0                                 # cached profiles are read-only
+
+
+def test_limits_come_from_the_table():
+    from infercom import limits
+
+    assert power.PROFILES is limits.PROFILES
+    assert (power.DESIGN_SNR_MIN_DB, power.DESIGN_SNR_MAX_DB) == limits.FIELD_RANGES["design_snr_db"]
+    lo, hi = limits.FIELD_RANGES["planes"]
+    for m in (lo, hi):
+        assert power.plane_powers("importance", -4, m).shape == (m,)
+    for m in (lo - 1, hi + 1, True):
+        with pytest.raises(ValueError, match="planes"):
+            power.plane_powers("importance", -4, m)
+    for p in limits.PROFILES:
+        assert power.check_profile(p) == p
+    with pytest.raises(ValueError, match="profile"):
+        power.check_profile("loud")

@@ -305,3 +305,105 @@ def test_fuzzed_bytes_never_crash(rng):
             P.decode(bytes(buf))
         except P.ProtocolError:
             pass
+
+
+# --- the protocol validates exactly what the frame header carries (one table: infercom.limits) -------------
+
+def _accepts(make) -> bool:
+    try:
+        make()
+    except ValueError:
+        return False
+    return True
+
+
+def _hdr_kw(name):
+    """Config + ids where ``name`` may take both ends of its range in the header *and* the protocol (frame_idx
+    4095: an image of exactly 4096 frames, the protocol's MAX_FRAMES)."""
+    cfg = dict(bh=1, bw=1, planes=8, channels=3, profile="importance", design_snr_db=-4, key_id=0,
+               height=16, width=16, frame_len_log2=16)
+    if name == "frame_idx":
+        cfg.update(height=128, width=128, channels=1, frame_len_log2=4)
+    return dict(tx_id=7, image_id=1234, attempt=2, frame_idx=0), cfg
+
+
+@pytest.mark.parametrize("name", sorted(__import__("infercom.limits").limits.FIELD_RANGES))
+def test_validators_accept_exactly_the_header_ranges(rng, name):
+    from infercom import header, limits
+    from infercom.header import FrameHeader
+
+    lo, hi = limits.FIELD_RANGES[name]
+    ids, cfg = _hdr_kw(name)
+    for v in (lo - 1, lo, lo + 1, hi - 1, hi, hi + 1):
+        i, c = dict(ids), dict(cfg)
+        (i if name in header.ID_FIELDS else c)[name] = v
+        header_ok = _accepts(lambda: FrameHeader(**i, **c))
+        if name in header.ID_FIELDS:
+            conf = P.ImageConfig(**c)
+            n = conf.frame_payload_len(max(0, min(v, conf.frame_count() - 1)))
+            proto_ok = _accepts(lambda: P.SoftFrame(**i, config=conf, snr_db=0.0, noise_var=1.0,
+                                                    y=np.zeros(n, np.complex64), stream_id=1, seq=0))
+        else:
+            proto_ok = _accepts(lambda: P.ImageConfig(**c))
+        assert header_ok == proto_ok == (lo <= v <= hi), (name, v)
+        if header_ok:
+            # and a message with that value survives the wire
+            h = FrameHeader(**i, **c)
+            msg = P.decode(P.encode_soft_frame(h, np.zeros(h.payload_len(), np.complex64), 1.0, 0.0, 1, 0))
+            assert msg.frame_header() == h
+
+
+_SOFT_NAMES = ("flags", "tx_id", "image_id", "attempt", "frame_idx", "bh", "bw", "planes", "channels",
+               "profile", "design_snr_db", "key_id", "height", "width", "frame_len_log2", "stream_id", "seq",
+               "snr_db", "noise_var", "n_sym")
+
+
+def test_decode_rejects_out_of_range_wire_values(rng):
+    """Values the wire types can hold but the header cannot: decode rejects them as bad_field."""
+    from infercom import limits
+
+    buf = bytearray(P.encode(_soft(rng, per_symbol=False)))
+    off = 4
+    vals = list(P._SOFT.unpack_from(buf, off))
+    bad = {"bh": limits.MAX_BLOCK + 1, "bw": 0, "planes": limits.MAX_PLANES + 1, "channels": 2,
+           "design_snr_db": limits.DESIGN_SNR_MAX_DB + 1, "key_id": limits.MAX_KEY_ID + 1,
+           "attempt": limits.MAX_ATTEMPT + 1, "image_id": limits.MAX_IMAGE_ID + 1, "height": limits.MAX_SIDE + 1,
+           "width": 0, "frame_len_log2": limits.MAX_FRAME_LEN_LOG2 + 1, "profile": len(limits.PROFILES)}
+    for name, v in bad.items():
+        b = bytearray(buf)
+        w = list(vals)
+        w[_SOFT_NAMES.index(name)] = v
+        P._SOFT.pack_into(b, off, *w)
+        with pytest.raises(P.ProtocolError) as e:
+            P.decode(bytes(b))
+        assert e.value.reason == "bad_field", name
+
+
+def test_payload_count_has_one_definition():
+    """protocol.n_payload_symbols is link's; ImageConfig, FrameHeader and link.layout agree over a grid,
+    and both config classes dispatch an NR frame to infercom.nr.frames."""
+    import itertools
+
+    from infercom import header, link
+    from infercom.nr import frames as nrf
+
+    assert P.n_payload_symbols is link.n_payload_symbols
+    assert P.frame_count is header.frame_count and P.frame_payload_len is header.frame_payload_len
+    for (h, w), (bh, bw), m, c in itertools.product([(1, 1), (5, 7), (64, 48), (4096, 3), (333, 4096)],
+                                                    [(1, 1), (1, 2), (3, 3), (2, 5), (8, 8)], [1, 5, 8], [1, 3]):
+        cfg = link.LinkConfig(bh=bh, bw=bw, planes=m)
+        want = link.layout(h, w, c, cfg).n_symbols
+        assert link.n_payload_symbols(h, w, c, bh, bw, m) == want
+        ic = P.ImageConfig(bh=bh, bw=bw, planes=m, channels=c, profile="equal", design_snr_db=0, key_id=0,
+                           height=h, width=w, frame_len_log2=16)
+        fh = header.FrameHeader.for_image(cfg, h, w, c, tx_id=1, image_id=2, frame_len_log2=16)
+        assert ic.n_symbols() == fh.n_symbols() == want
+        assert ic.frame_count() == fh.frame_count() == -(-want // 2 ** 16)
+        last = ic.frame_count() - 1
+        assert ic.frame_payload_len(last) == fh.replace(frame_idx=last).payload_len() == want - last * 2 ** 16
+    for n_sym in (1, 7, 4096, 100_001):
+        h = nrf.nr_header(1, 2, 0, 0, n_sym, 3, "chase", frame_len_log2=12)
+        ic = P.ImageConfig.from_header(h)
+        assert ic.system == "nr"
+        assert ic.n_symbols() == h.n_symbols() == nrf.n_symbols_of(h) == n_sym
+        assert ic.frame_count() == h.frame_count() == -(-n_sym // 2 ** 12)

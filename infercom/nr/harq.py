@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import source as _source
+from ..limits import MAX_ATTEMPT
 from .jpeg import BUDGET_MODES, Budget, decode_jpeg, fit_quality, image_budget, jpeg_op_count
 from .ldpc import encode_xors
 from .link import encode_rows_needed, nr_decode_tb_detail, nr_encode_tb, qpsk_modulate, tx_op_count
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 HARQ_MODES = ("chase", "ir")
-MAX_ATTEMPTS = 16
+MAX_ATTEMPTS = MAX_ATTEMPT + 1     # the header's attempt field: 0..MAX_ATTEMPT
 #: (name, bit width) of the TB description, in packing order (most significant first)
 PARAM_FIELDS = (("n_symbols", 24), ("rate_code", 4), ("harq", 1), ("max_attempts", 4))
 PARAM_BITS = sum(w for _, w in PARAM_FIELDS)

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from infercom import source
+
 # an observation is defined by the restorer interface; metrics validate it the same way
 from ..restorers.base import as_observation  # noqa: F401  (re-exported for the metrics)
 
@@ -31,19 +33,9 @@ class QoEMetric(Protocol):
 
 
 def as_image(img: np.ndarray, what: str = "restored") -> np.ndarray:
-    """Validate a uint8 image and return it as (H, W, C) with C in (1, 3)."""
-    a = np.asarray(img)
-    if a.dtype != np.uint8:
-        raise ValueError(f"{what} image must be uint8, got {a.dtype}")
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3):
-        raise ValueError(f"{what} image must be (H, W) or (H, W, C) with C in (1, 3), got shape {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{what} image is empty: shape {a.shape}")
-    return a
-
-
+    """Validate a uint8 image and return it as (H, W, C) with C in (1, 3): the link's image validator
+    (``infercom.source.as_image3``, sides 1..4096), its messages starting with ``"<what> image"``."""
+    return source.as_image3(img, f"{what} image")
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import zmq
 from gnuradio import gr
 
 from infercom import protocol, zmqcurve
+from infercom.limits import MAX_TX_ID
 
 from .tags import feedback_to_pmt, meta_to_header, parse_pdu
 
@@ -64,8 +65,8 @@ class server_link(gr.basic_block):
         self.feedback_addr = str(feedback_addr) or default_feedback_addr(self.server_addr)
         self.tx_ids = [int(t) for t in tx_ids]
         for t in self.tx_ids:
-            if not 0 <= t <= 255:
-                raise ValueError(f"server_link: tx_id {t} out of range 0..255")
+            if not 0 <= t <= MAX_TX_ID:
+                raise ValueError(f"server_link: tx_id {t} out of range 0..{MAX_TX_ID}")
         if int(hwm) < 1:
             raise ValueError(f"server_link: hwm must be >= 1, got {hwm}")
         self.hwm = int(hwm)

@@ -23,6 +23,7 @@ from gnuradio import gr
 from infercom.arq import ArqConfig, ArqQueue
 from infercom.imageio import check_image, list_images, load_image
 from infercom.link import LinkConfig
+from infercom.limits import MAX_ATTEMPT, MAX_IMAGE_ID, MAX_TX_ID
 
 from .tags import feedback_from_pmt, header_to_meta, make_pdu
 
@@ -84,8 +85,8 @@ class tx_controller(gr.basic_block):
         self.images = image_list(images)
         if max_images:
             self.images = self.images[: int(max_images)]
-        if not 0 <= int(tx_id) <= 255:
-            raise ValueError(f"tx_controller: tx_id must be 0..255, got {tx_id}")
+        if not 0 <= int(tx_id) <= MAX_TX_ID:
+            raise ValueError(f"tx_controller: tx_id must be 0..{MAX_TX_ID}, got {tx_id}")
         self.tx_id = int(tx_id)
         self.link_cfg = LinkConfig(bh=int(bh), bw=int(bw), planes=int(planes), profile=str(profile),
                                    design_snr_db=int(design_snr_db), key_id=int(key_id))
@@ -96,8 +97,8 @@ class tx_controller(gr.basic_block):
         self.nr = {"code_rate": str(nr_code_rate), "harq": str(nr_harq), "budget_mode": str(nr_budget)}
         self._nr_tx: dict[int, object] = {}
         self.use_feedback = bool(use_feedback)
-        if not 1 <= int(blind_attempts) <= 16:
-            raise ValueError(f"tx_controller: blind_attempts must be 1..16, got {blind_attempts}")
+        if not 1 <= int(blind_attempts) <= MAX_ATTEMPT + 1:
+            raise ValueError(f"tx_controller: blind_attempts must be 1..{MAX_ATTEMPT + 1}, got {blind_attempts}")
         self.blind_attempts = int(blind_attempts)
         self.arq_cfg = ArqConfig(max_attempts=int(max_attempts), timeout_s=float(timeout_s))
         self.window = int(window)
@@ -174,7 +175,7 @@ class tx_controller(gr.basic_block):
 
     # -- the transmit loop (own thread) ---------------------------------------------------------------------
     def _image(self, image_id: int) -> np.ndarray:
-        idx = (image_id - self.first_image_id) % 4096
+        idx = (image_id - self.first_image_id) % (MAX_IMAGE_ID + 1)
         src = self.images[idx]
         if isinstance(src, np.ndarray):
             return check_image(src, f"image {idx}")
@@ -259,7 +260,7 @@ class tx_controller(gr.basic_block):
         from infercom.arq import SendPlan
 
         for k in range(len(self.images)):
-            image_id = (self.first_image_id + k) % 4096
+            image_id = (self.first_image_id + k) % (MAX_IMAGE_ID + 1)
             attempts = []
             for a in range(self.blind_attempts):
                 if self._stop.is_set():
@@ -288,7 +289,7 @@ class tx_controller(gr.basic_block):
         q = ArqQueue(self.tx_id, self.arq_cfg, window=self.window)
         for k, src in enumerate(self.images):
             meta = {"image": str(src) if not isinstance(src, np.ndarray) else f"array {k}"}
-            q.add((self.first_image_id + k) % 4096, self.link_cfg.bh, self.link_cfg.bw, meta)
+            q.add((self.first_image_id + k) % (MAX_IMAGE_ID + 1), self.link_cfg.bh, self.link_cfg.bw, meta)
         reported = 0
         while not q.finished and not self._stop.is_set():
             now = time.monotonic()
