@@ -11,12 +11,24 @@ Conventions (docs/internals.md section 1):
   symbol instants: the matched filter scales the symbol by ``sum(taps**2) = 1`` and the white noise variance
   by ``sum(taps**2) = 1``.
 * CFO is given in cycles per sample (divide a frequency in Hz by the sample rate).
+
+The symbol-level channel of every simulation (``infercom simulate`` for the InferCom link and the NR baseline,
+the training pairs of :mod:`infercom.degrade`, the server's simulated transmitters in
+``receiver_server.simlink``) is :class:`SymbolChannel`: block Rayleigh fading, AWGN at Es/N0 and an ideal
+(genie-CSI) equaliser, with one vocabulary (:data:`FADINGS`, :data:`FADING_PER`, :data:`SNR_MODES`), one
+deep-fade floor (:data:`GAIN_FLOOR`) and one set of command-line flags (:func:`add_channel_arguments`).
 """
 
 from __future__ import annotations
 
+import argparse
+import math
+from dataclasses import dataclass
+
 import numba
 import numpy as np
+
+from .limits import MAX_FRAME_LEN_LOG2, MIN_FRAME_LEN_LOG2
 
 __all__ = [
     "awgn",
@@ -27,6 +39,20 @@ __all__ = [
     "rrc_taps",
     "pulse_shape",
     "matched_filter",
+    "FADINGS",
+    "FADING_PER",
+    "SNR_MODES",
+    "GAIN_FLOOR",
+    "NOISELESS_VAR",
+    "floor_gain",
+    "db_to_lin",
+    "lin_to_db",
+    "default_frame_len",
+    "SymbolChannel",
+    "Fading",
+    "Received",
+    "add_channel_arguments",
+    "channel_from_args",
 ]
 
 
@@ -274,3 +300,354 @@ def _fir(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     out.real = re
     out.imag = im
     return out
+
+
+# ------------------------------------------------------------------------------------ symbol-level channel
+#: fading models: ``"none"`` (AWGN only) or ``"block"`` (block Rayleigh, CN(0, 1) coefficients)
+FADINGS = ("none", "block")
+#: block-fading coherence: ``"image"`` = one coefficient per transmission attempt of the image, ``"frame"`` =
+#: one per frame of ``frame_len`` transmitted (interleaved) payload symbols
+FADING_PER = ("image", "frame")
+#: SNR normalisation: ``"instantaneous"`` = the power gains of an attempt are scaled to a symbol-weighted mean
+#: of 1, so every attempt's mean Es/N0 is exactly ``snr_db`` (the papers report against it); ``"average"`` =
+#: raw CN(0, 1) draws, ``snr_db`` is the mean over the fading and each attempt realises its own Es/N0
+SNR_MODES = ("instantaneous", "average")
+#: deep-fade floor on the power gain |h|^2 of a drawn coefficient (-60 dB), see :meth:`SymbolChannel.draw`
+GAIN_FLOOR = 1e-6
+#: noise variance N0 reported for a noiseless channel (``snr_db = inf``): 100 dB Es/N0.  Receivers need a
+#: positive one (LLRs divide by it; the protocol rejects 0)
+NOISELESS_VAR = 1e-10
+
+
+def db_to_lin(db):
+    """Power ratio ``10**(db/10)`` of a level in dB (``inf`` -> ``inf``, ``-inf`` -> 0).
+
+    A scalar gives a Python float, anything else a float64 array."""
+    a = np.asarray(db, dtype=np.float64)
+    if a.ndim == 0:
+        return 10.0 ** (float(a) / 10.0)
+    return np.power(10.0, a / 10.0)
+
+
+def lin_to_db(lin):
+    """Level ``10*log10(lin)`` in dB of a power ratio ``lin >= 0`` (0 -> ``-inf``, ``inf`` -> ``inf``).
+
+    A scalar gives a Python float, anything else a float64 array; a negative ratio is a ``ValueError``."""
+    a = np.asarray(lin, dtype=np.float64)
+    if np.any(a < 0) or np.any(np.isnan(a)):
+        raise ValueError(f"a power ratio must be >= 0, got {lin!r}")
+    if a.ndim == 0:
+        v = float(a)
+        return 10.0 * math.log10(v) if 0.0 < v < math.inf else (-math.inf if v == 0.0 else math.inf)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(a)
+
+
+def floor_gain(h) -> np.ndarray:
+    """Fading coefficients with the deep-fade floor: a coefficient whose power gain ``|h|^2`` is below
+    :data:`GAIN_FLOOR` is scaled up to it, keeping its phase (an exact zero becomes ``sqrt(GAIN_FLOOR)``).
+    Returns an array of ``h``'s complex dtype and shape (a new one); every fading draw of the project goes
+    through it (:meth:`SymbolChannel.draw`, the GNU Radio ``block_fading`` block)."""
+    a = np.array(h, copy=True)
+    if not np.iscomplexobj(a):
+        a = a.astype(np.complex128)
+    g = np.abs(a.astype(np.complex128)) ** 2
+    deep = g < GAIN_FLOOR
+    if np.any(deep):
+        ad, gd = a[deep].astype(np.complex128), g[deep]
+        phase = np.ones_like(ad)
+        nz = gd > 0
+        phase[nz] = ad[nz] / np.sqrt(gd[nz])
+        a[deep] = (phase * math.sqrt(GAIN_FLOOR)).astype(a.dtype)
+    return a
+
+
+def default_frame_len() -> int:
+    """Payload data symbols per frame of the default frame format (``infercom.frame.FrameFormat``: 2**15)."""
+    from .frame import FrameFormat  # noqa: PLC0415 - frame pulls in the header code; only needed here
+
+    return int(FrameFormat().frame_len)
+
+
+@dataclass(frozen=True)
+class Fading:
+    """One attempt's fading realisation (what :meth:`SymbolChannel.draw` generates).
+
+    h: complex128 ``(n_blocks,)`` coefficients, after the deep-fade floor and (``instantaneous``) the
+    normalisation; ``bounds``: int64 ``(n_blocks + 1,)`` symbol edges, block ``b`` covers symbols
+    ``bounds[b] .. bounds[b+1]-1`` of the attempt.  No fading is one block with ``h = 1``.
+    """
+
+    h: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def n_symbols(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Symbols per block, int64 ``(n_blocks,)``."""
+        return np.diff(self.bounds)
+
+    @property
+    def gains(self) -> np.ndarray:
+        """Power gains ``|h|^2`` per block, float64 ``(n_blocks,)``."""
+        return np.abs(self.h) ** 2
+
+    def block_of(self, symbol: int) -> int:
+        """Index of the block holding symbol ``symbol`` (0 <= symbol < n_symbols)."""
+        if not 0 <= symbol < max(self.n_symbols, 1):
+            raise ValueError(f"symbol {symbol} outside 0..{self.n_symbols - 1}")
+        return int(np.searchsorted(self.bounds, symbol, side="right") - 1)
+
+    def mean_gain(self, start: int = 0, stop: int | None = None, mask: np.ndarray | None = None) -> float:
+        """Symbol-weighted mean power gain over symbols ``start .. stop-1`` (default: the attempt), counting
+        only the symbols where the bool ``mask`` (``(stop - start,)``) is True; 1.0 for no symbols."""
+        stop = self.n_symbols if stop is None else int(stop)
+        lo = np.clip(self.bounds[:-1], start, stop)
+        hi = np.clip(self.bounds[1:], start, stop)
+        if mask is None:
+            w = (hi - lo).astype(np.float64)
+        else:
+            m = np.asarray(mask, bool)
+            if m.shape != (stop - start,):
+                raise ValueError(f"mask must have shape ({stop - start},), got {m.shape}")
+            c = np.concatenate(([0], np.cumsum(m)))
+            w = (c[hi - start] - c[lo - start]).astype(np.float64)
+        total = float(np.sum(w))
+        if total == 0:
+            return 1.0
+        return float(np.sum(self.gains * w)) / total
+
+
+@dataclass(frozen=True)
+class Received:
+    """An attempt after the channel and the ideal equaliser (what :meth:`SymbolChannel.apply` returns).
+
+    y: complex64 ``(n,)`` equalised symbols ``r / h = x + n / h``; noise_var: effective noise variance
+    ``N0 / |h|^2`` (complex, both dimensions): a Python float with one coefficient for the attempt, else
+    float32 ``(n,)`` per symbol; snr_db: realised Es/N0 of the attempt in dB (the channel's ``snr_db`` + the
+    symbol-weighted mean power gain in dB; noiseless: ``lin_to_db(mean gain / NOISELESS_VAR)``, 100 dB + the
+    gain); fading: the realisation used; channel: the :class:`SymbolChannel` that produced it.
+    """
+
+    y: np.ndarray
+    noise_var: float | np.ndarray
+    snr_db: float
+    fading: Fading
+    channel: SymbolChannel
+
+    @property
+    def n0(self) -> float:
+        return self.channel.n0
+
+    def segment(self, start: int, stop: int) -> tuple[np.ndarray, float | np.ndarray, float]:
+        """Symbols ``start .. stop-1`` (e.g. one transmitted frame): ``(y, noise_var, snr_db)`` with a scalar
+        noise variance when the run lies in one coefficient block (per-symbol float32 otherwise) and its
+        realised Es/N0 in dB (computed as for the whole attempt)."""
+        n = self.y.size
+        if not 0 <= start < stop <= n:
+            raise ValueError(f"segment {start}..{stop} outside the attempt's {n} symbols")
+        f = self.fading
+        b0, b1 = f.block_of(start), f.block_of(stop - 1)
+        nv = float(self.n0 / f.gains[b0]) if b0 == b1 else self.noise_var[start:stop]
+        return self.y[start:stop], nv, self.channel.realised_db(f.mean_gain(start, stop))
+
+
+@dataclass(frozen=True)
+class SymbolChannel:
+    """Block Rayleigh fading + AWGN + ideal equaliser at symbol level, for one transmission attempt at a time.
+
+    ``snr_db``: Es/N0 per QPSK symbol in dB with Es = 1 (finite, or ``inf`` for a noiseless channel whose
+    reported noise variance is :data:`NOISELESS_VAR`); ``fading`` in :data:`FADINGS`; ``fading_per`` in
+    :data:`FADING_PER` (only used with ``fading="block"``); ``snr_mode`` in :data:`SNR_MODES`;
+    ``frame_len``: payload symbols per frame, the coherence block of ``fading_per="frame"`` (None: the frame
+    format's default, :func:`default_frame_len`).  Frames are contiguous runs of *transmitted* (interleaved)
+    symbols, exactly as :func:`infercom.frame.segment` cuts them, so a deep fade lands on symbols scattered
+    over the whole image.
+
+    Two steps, in the spirit of Sionna's generate / apply channel objects: :meth:`draw` generates an
+    attempt's coefficients, :meth:`apply` sends symbols through them; ``channel(x, rng)`` does both.  The
+    random draws of an attempt are, in this order: ``n_blocks`` coefficients (real parts, then imaginary
+    parts; none without fading), then the noise of all ``len(x)`` symbols (real, then imaginary; none when
+    noiseless), so every consumer that sends the same symbols with the same generator gets the same output.
+    """
+
+    snr_db: float
+    fading: str = "none"
+    fading_per: str = "image"
+    snr_mode: str = "instantaneous"
+    frame_len: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            s = float(self.snr_db)
+        except (TypeError, ValueError):
+            raise ValueError(f"snr_db must be a real number (dB), got {self.snr_db!r}") from None
+        if math.isnan(s) or s == -math.inf:
+            raise ValueError(f"snr_db must be finite or inf (noiseless), got {self.snr_db!r}")
+        object.__setattr__(self, "snr_db", s)
+        if self.fading not in FADINGS:
+            raise ValueError(f"fading must be one of {FADINGS}, got {self.fading!r}")
+        if self.fading_per not in FADING_PER:
+            raise ValueError(f"fading_per must be one of {FADING_PER}, got {self.fading_per!r}")
+        if self.snr_mode not in SNR_MODES:
+            raise ValueError(f"snr_mode must be one of {SNR_MODES}, got {self.snr_mode!r}")
+        if self.frame_len is not None and (isinstance(self.frame_len, bool)
+                                           or not isinstance(self.frame_len, (int, np.integer))
+                                           or self.frame_len < 1):
+            raise ValueError(f"frame_len must be a positive integer or None, got {self.frame_len!r}")
+
+    # -- derived quantities ------------------------------------------------------------------------------
+    @property
+    def noiseless(self) -> bool:
+        return self.snr_db == math.inf
+
+    @property
+    def n0(self) -> float:
+        """Noise variance N0 = 1 / 10**(snr_db/10) (complex, both dimensions); :data:`NOISELESS_VAR` when
+        noiseless."""
+        return NOISELESS_VAR if self.noiseless else 1.0 / db_to_lin(self.snr_db)
+
+    def realised_db(self, mean_gain: float) -> float:
+        """Realised Es/N0 in dB of symbols with mean power gain ``mean_gain``: ``snr_db + lin_to_db(gain)``
+        (noiseless: ``lin_to_db(gain / NOISELESS_VAR)``, what a receiver would measure from the reported
+        noise variance)."""
+        if self.noiseless:
+            return lin_to_db(mean_gain / NOISELESS_VAR)
+        return lin_to_db(mean_gain) + self.snr_db
+
+    @property
+    def block_len(self) -> int:
+        """Symbols per frame (``frame_len`` or the frame format's default)."""
+        return int(self.frame_len) if self.frame_len is not None else default_frame_len()
+
+    def block_bounds(self, n_symbols: int) -> np.ndarray:
+        """Edges (int64) of the coherence blocks of an attempt of ``n_symbols`` symbols: ``[0, n]`` without
+        fading or with ``fading_per="image"``, else every ``frame_len`` symbols (the last block may be
+        shorter)."""
+        n = int(n_symbols)
+        if n < 0:
+            raise ValueError(f"n_symbols must be >= 0, got {n_symbols}")
+        if self.fading == "none" or self.fading_per == "image" or n == 0:
+            return np.array([0, n], np.int64)
+        return np.append(np.arange(0, n, self.block_len, dtype=np.int64), np.int64(n))
+
+    # -- generate ----------------------------------------------------------------------------------------
+    def draw(self, n_symbols: int, rng: np.random.Generator) -> Fading:
+        """Draw the fading of one attempt of ``n_symbols`` symbols.
+
+        Block fading: one CN(0, 1) coefficient per block (:func:`rayleigh_coeffs`); a coefficient whose
+        power gain is below :data:`GAIN_FLOOR` (-60 dB, probability ~1e-6 per draw) is raised to it, keeping
+        its phase (:func:`floor_gain`).  The floor is on ``|h|^2`` because gains, SNR and noise variance are all power quantities,
+        and it is applied to the coefficient itself -- the transmitted fade, the equaliser and the reported
+        noise variance all use the floored value, so ``y`` and ``noise_var`` stay consistent and finite in
+        float32 (also noiseless: ``NOISELESS_VAR / GAIN_FLOOR = 1e-4``); at -60 dB the equalised symbols are
+        noise at any Es/N0 the link is run at, so the floor changes no statistic measurably.  Then, with
+        ``snr_mode="instantaneous"``, the coefficients are scaled so that the symbol-weighted mean of
+        ``|h|^2`` over the attempt is 1 (a short last frame counts less; one coefficient per image becomes a
+        pure phase).
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("rng must be a numpy.random.Generator")
+        bounds = self.block_bounds(n_symbols)
+        if self.fading == "none":
+            return Fading(np.ones(1, np.complex128), bounds)
+        lens = np.diff(bounds)
+        h = floor_gain(rayleigh_coeffs(lens.size, rng).astype(np.complex128))
+        g = np.abs(h) ** 2
+        n = int(bounds[-1])
+        if self.snr_mode == "instantaneous" and n > 0:
+            h = h / math.sqrt(float(np.sum(g * lens)) / n)
+        return Fading(h, bounds)
+
+    # -- apply -------------------------------------------------------------------------------------------
+    def apply(self, x, fading: Fading, rng: np.random.Generator) -> Received:
+        """Send the payload symbols ``x`` (complex, 1-D, mean power Es = 1) of one attempt through the
+        realisation ``fading`` (from :meth:`draw` for ``len(x)`` symbols): ``r = h x + n`` with
+        ``E|n|^2 = N0``, equalised with the true coefficients, ``y = r / h``, ``noise_var = N0 / |h|^2``."""
+        a = _as_complex(x)
+        if fading.n_symbols != a.size:
+            raise ValueError(f"the fading was drawn for {fading.n_symbols} symbols, got {a.size}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("rng must be a numpy.random.Generator")
+        n0 = self.n0
+        gains = fading.gains
+        lens = fading.lengths
+        if self.fading == "none":
+            y = a.copy() if self.noiseless else awgn(a, self.snr_db, rng)
+        else:
+            h_sym = np.repeat(fading.h, lens).astype(np.complex64)
+            r = a * h_sym
+            if not self.noiseless:
+                r = awgn(r, self.snr_db, rng)                      # N0 = 1 / 10**(snr_db/10)
+            y = (r / h_sym).astype(np.complex64)
+        if gains.size == 1:
+            nv: float | np.ndarray = n0 / float(gains[0])
+        else:
+            nv = np.repeat((n0 / gains).astype(np.float32), lens)
+        return Received(y, nv, self.realised_db(fading.mean_gain()), fading, self)
+
+    def __call__(self, x, rng: np.random.Generator) -> Received:
+        """One attempt of ``x``: :meth:`draw` then :meth:`apply` with the same generator."""
+        n = np.asarray(x).size
+        return self.apply(x, self.draw(n, rng), rng)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def add_channel_arguments(parser, *, fading: str = "none", fading_per: str = "image",
+                          snr_mode: str | None = "instantaneous", frame_len: int | None = None,
+                          with_frame_len: bool = True):
+    """Add the channel flags of every CLI (one definition of names, choices, defaults and help) to
+    ``parser`` (an ``argparse`` parser or group) and return the group they are in:
+
+    ``--fading {none,block}``, ``--fading-per {image,frame}``, ``--snr-mode {instantaneous,average}`` (left
+    out when ``snr_mode`` is None: a path that cannot normalise, e.g. the GNU Radio loopback, always runs
+    ``average``) and ``--frame-len-log2 N`` (payload symbols per frame = 2**N, the same flag as the frame
+    format's in ``infercom loopback|tx``; left out with ``with_frame_len=False``, where the frames are the
+    transmitter's own; parsed as ``args.frame_len`` in symbols).  The keyword arguments are the defaults.  :func:`channel_from_args` turns the parsed
+    flags into a :class:`SymbolChannel`."""
+    if fading not in FADINGS or fading_per not in FADING_PER or (snr_mode is not None and snr_mode not in SNR_MODES):
+        raise ValueError(f"bad channel defaults {fading!r}, {fading_per!r}, {snr_mode!r}")
+    g = parser.add_argument_group("channel") if isinstance(parser, argparse.ArgumentParser) else parser
+    g.add_argument("--fading", choices=FADINGS, default=fading,
+                   help=f"none: AWGN only; block: block Rayleigh fading, CN(0,1) coefficients with ideal "
+                        f"equalisation (default {fading})")
+    g.add_argument("--fading-per", choices=FADING_PER, default=fading_per,
+                   help=f"block-fading coherence: image = one coefficient per transmission attempt of the "
+                        f"image, frame = one per frame of payload symbols (default {fading_per})")
+    if snr_mode is not None:
+        g.add_argument("--snr-mode", choices=SNR_MODES, default=snr_mode,
+                       help=f"instantaneous: each attempt's fading gains are normalised to mean 1, so its "
+                            f"mean Es/N0 is exactly --snr-db (results against instantaneous SNR, as in the "
+                            f"papers); average: raw CN(0,1) gains, --snr-db is the mean over the fading "
+                            f"(default {snr_mode})")
+    if with_frame_len:
+        if frame_len is not None and (frame_len < 1 or frame_len & (frame_len - 1)):
+            raise ValueError(f"frame_len default must be a power of two, got {frame_len}")
+        dflt = "the frame format's, 15" if frame_len is None else str(frame_len.bit_length() - 1)
+        g.add_argument("--frame-len-log2", dest="frame_len", type=_frame_len_from_log2, default=frame_len,
+                       metavar="N",
+                       help=f"payload symbols per frame = 2**N ({MIN_FRAME_LEN_LOG2}..{MAX_FRAME_LEN_LOG2}), "
+                            f"the coherence block of --fading-per frame (default {dflt})")
+    return g
+
+
+def _frame_len_from_log2(text: str) -> int:
+    """argparse type of ``--frame-len-log2``: ``N`` -> ``2**N`` payload symbols, N within the frame format's
+    range."""
+    n = int(text)
+    if not MIN_FRAME_LEN_LOG2 <= n <= MAX_FRAME_LEN_LOG2:
+        raise argparse.ArgumentTypeError(f"must be {MIN_FRAME_LEN_LOG2}..{MAX_FRAME_LEN_LOG2}, got {n}")
+    return 1 << n
+
+
+def channel_from_args(args: argparse.Namespace, snr_db: float, cls=None, **fixed) -> SymbolChannel:
+    """The channel of parsed :func:`add_channel_arguments` flags at Es/N0 ``snr_db`` (dB): a ``cls``
+    (default :class:`SymbolChannel`; or a subclass, e.g. ``receiver_server.simlink.ChannelSpec``) whose fields
+    without a flag keep ``cls``'s defaults unless ``fixed`` sets them (e.g. ``snr_mode="average"``).  Bad
+    values raise ``ValueError``."""
+    kw = {k: getattr(args, k) for k in ("fading", "fading_per", "snr_mode", "frame_len") if hasattr(args, k)}
+    kw.update(fixed)
+    return (cls or SymbolChannel)(snr_db=snr_db, **kw)

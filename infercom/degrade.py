@@ -4,18 +4,19 @@
 One sample goes through the real chain:
 
 ``image -> infercom.link.encode_image`` (block-mean LPF, bit planes, importance/equal power, keyed
-interleaving, Gray QPSK) ``-> infercom.channel`` (optional Rayleigh block fading, one coefficient per image or
-per frame, then AWGN at Es/N0) ``->`` perfect-CSI equalisation ``y = r / h`` with ``noise_var = N0 / |h|^2``
-``->`` lost frames (``y = 0``, ``noise_var = inf``) ``-> infercom.chase.combine`` over 1..3 attempts
-``-> infercom.link.soft_to_llr -> infercom.link.llr_to_lowres`` (MMSE pixels).
+interleaving, Gray QPSK) ``-> infercom.channel.SymbolChannel`` (optional Rayleigh block fading, one
+coefficient per image attempt or per frame, AWGN at Es/N0, perfect-CSI equalisation ``y = r / h`` with
+``noise_var = N0 / |h|^2``: the very channel of ``infercom simulate`` and of the server's simulated
+transmitters) ``->`` lost frames (``y = 0``, ``noise_var = inf``) ``-> infercom.chase.combine`` over 1..3
+attempts ``-> infercom.link.soft_to_llr -> infercom.link.llr_to_lowres`` (MMSE pixels).
 
 Frames are contiguous runs of ``frame_len`` *transmitted* (interleaved) symbols, so a fade or a lost frame
 lands on symbols scattered over the whole image after deinterleaving -- as on the air.
 
-SNR convention: ``snr_db`` is the *instantaneous* mean Es/N0 per attempt (dB, Es = 1). With fading, the
-per-frame (or per-image) power gains ``|h|^2`` of each attempt are normalised to mean 1 over that attempt's
-frames (``normalise=True``, the default), so the papers' "results against instantaneous SNR" hold: a fade only
-redistributes the SNR between frames. With ``normalise=False`` the gains are the raw Rayleigh draws and
+SNR convention (``snr_mode``, :data:`infercom.channel.SNR_MODES`): with ``"instantaneous"`` (the default)
+``snr_db`` is the mean Es/N0 of every attempt (dB, Es = 1): the power gains ``|h|^2`` of each attempt are
+normalised to a symbol-weighted mean of 1, so the papers' "results against instantaneous SNR" hold: a fade only
+redistributes the SNR between frames. With ``"average"`` the gains are the raw Rayleigh draws and
 :attr:`Degraded.snr_db` reports the resulting instantaneous mean.
 """
 
@@ -27,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import channel, chase, link, source
-
-FADINGS = ("awgn", "image", "frame")
+from .limits import MAX_ATTEMPT
 
 
 @dataclass
@@ -39,7 +39,9 @@ class Degraded:
     clean: uint8 ``(H, W, C)`` the original image
     lowres_clean: float32 ``(h, w, C)`` the transmitted low-res values (error-free), for auxiliary losses
     missing: bool ``(h, w)`` low-res pixels that got no symbol at all (every LLR of every channel is 0)
-    snr_db: instantaneous mean Es/N0 per attempt over the received frames (dB)
+    snr_db: realised mean Es/N0 per attempt over the received symbols (dB; -inf when nothing was received)
+    fading, fading_per, snr_mode: the channel (:mod:`infercom.channel` vocabulary; fading_per None without
+    fading)
     llr: float32 ``(planes, N)`` combined LLRs, MSB plane first (only with ``keep_llr=True``)
     """
 
@@ -54,6 +56,8 @@ class Degraded:
     fading: str
     profile: str
     missing_frac: float          # fraction of payload symbols lost in *every* attempt
+    fading_per: str | None = None
+    snr_mode: str = "instantaneous"
     llr: np.ndarray | None = None
     layout: link.ImageLayout | None = field(default=None, repr=False)
 
@@ -65,96 +69,64 @@ class Degraded:
                 "missing_frac": float(self.missing_frac), "profile": self.profile}
 
 
-def _as_image(img) -> np.ndarray:
-    a = np.asarray(img)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"image must be uint8 (H, W), (H, W, 1) or (H, W, 3), got shape {a.shape}")
-    if a.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {a.dtype}")
-    return a
-
-
 def lowres_clean(img: np.ndarray, bh: int, bw: int) -> np.ndarray:
     """The transmitted low-res values (``infercom.source.lpf_encode``: block means, rounded) as float32."""
     return source.lpf_encode(source.as_image3(img), bh, bw).astype(np.float32)
 
 
-def _attempt(x: np.ndarray, snr_db: float, fading: str, frame_len: int, missing_frac: float,
-             normalise: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """One transmission of payload ``x`` -> equalised (y, noise_var, mean linear SNR of received frames)."""
+def _attempt(x: np.ndarray, chan: channel.SymbolChannel, frame_len: int, missing_frac: float,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """One transmission of payload ``x`` over ``chan``, then ``round(missing_frac * n_frames)`` of its
+    ``frame_len``-symbol frames lost -> (y, float32 per-symbol noise_var, mean linear Es/N0 of the received
+    symbols, 0 when none)."""
     n = x.size
     n_frames = max(1, -(-n // frame_len))
-    n0 = 10.0 ** (-snr_db / 10.0)
-    if fading == "awgn":
-        gains = np.ones(n_frames)
-        r = channel.awgn(x, snr_db, rng)
-        h_sym = None
-    else:
-        n_coef = 1 if fading == "image" else n_frames
-        h = channel.rayleigh_coeffs(n_coef, rng)
-        h = np.where(np.abs(h) < 1e-6, np.complex64(1e-6), h).astype(np.complex64)
-        gains = np.abs(h.astype(np.complex128)) ** 2
-        if normalise and fading == "frame":
-            scale = 1.0 / np.sqrt(gains.mean())
-            h = (h * scale).astype(np.complex64)
-            gains = np.abs(h.astype(np.complex128)) ** 2
-        elif normalise:
-            h = (h / np.abs(h)).astype(np.complex64)          # one image-wide fade = its instantaneous SNR
-            gains = np.ones(1)
-        if fading == "image":
-            r = channel.awgn(channel.block_fading(x, h[:1]), snr_db, rng)
-            h_sym = np.full(n, h[0], np.complex64)
-            gains = np.full(n_frames, gains[0])
-        else:
-            r = channel.awgn(channel.block_fading(x, h, frame_len), snr_db, rng)
-            h_sym = np.repeat(h, frame_len)[:n]
-    if h_sym is None:
-        y = r.astype(np.complex64)
-        nv = np.full(n, n0, np.float32)
-    else:
-        y = (r / h_sym).astype(np.complex64)
-        nv = (n0 / np.abs(h_sym.astype(np.complex128)) ** 2).astype(np.float32)
+    rx = chan(x, rng)
+    y = rx.y
+    nv = np.full(n, rx.noise_var, np.float32) if np.isscalar(rx.noise_var) else rx.noise_var
     received = np.ones(n_frames, bool)
     n_lost = int(round(missing_frac * n_frames))
+    sym_received = None
     if n_lost:
         lost = rng.choice(n_frames, size=min(n_lost, n_frames), replace=False)
         received[lost] = False
         sym_lost = np.repeat(~received, frame_len)[:n]
         y[sym_lost] = 0
         nv[sym_lost] = np.inf
-    mean_snr = float((gains[received] / n0).mean()) if received.any() else 0.0
-    return y, nv, mean_snr
+        sym_received = ~sym_lost
+    if not received.any():
+        return y, nv, 0.0
+    return y, nv, channel.db_to_lin(chan.realised_db(rx.fading.mean_gain(mask=sym_received)))
 
 
 def degrade(img, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator, *, attempts: int = 1,
-            fading: str = "awgn", frame_len: int = 1024, missing_frac: float = 0.0, normalise: bool = True,
-            keep_llr: bool = False, keyring=None) -> Degraded:
+            fading: str = "none", fading_per: str = "image", snr_mode: str = "instantaneous",
+            frame_len: int = 1024, missing_frac: float = 0.0, keep_llr: bool = False, keyring=None) -> Degraded:
     """Send ``img`` (uint8 ``(H, W[, C])``) over the simulated link ``attempts`` times and return the MMSE
     low-res observation after Chase combining.
 
-    ``snr_db``: Es/N0 per attempt (dB); ``fading``: ``"awgn"`` | ``"image"`` (one Rayleigh coefficient per
-    attempt) | ``"frame"`` (one per frame of ``frame_len`` transmitted symbols); ``missing_frac``: fraction of
-    the frames lost in each attempt (independently per attempt), in [0, 1].
+    ``snr_db``: Es/N0 per attempt (dB, finite); ``fading`` / ``fading_per`` / ``snr_mode``: the channel in the
+    vocabulary of :mod:`infercom.channel` (``"none"`` | ``"block"``; ``"image"``: one Rayleigh coefficient per
+    attempt, ``"frame"``: one per frame of ``frame_len`` transmitted symbols; ``"instantaneous"`` |
+    ``"average"``); ``missing_frac``: fraction of the frames lost in each attempt (independently per
+    attempt), in [0, 1].
     """
-    a = _as_image(img)
-    if fading not in FADINGS:
-        raise ValueError(f"unknown fading {fading!r}; choose from {', '.join(FADINGS)}")
-    if not (isinstance(attempts, (int, np.integer)) and 1 <= attempts <= 16):
-        raise ValueError(f"attempts must be an integer in 1..16, got {attempts!r}")
+    a = source.as_image3(img)
+    if not (isinstance(frame_len, (int, np.integer)) and frame_len > 0):
+        raise ValueError(f"frame_len must be a positive integer, got {frame_len!r}")
+    chan = channel.SymbolChannel(snr_db, fading, fading_per, snr_mode, int(frame_len))
+    if not (isinstance(attempts, (int, np.integer)) and 1 <= attempts <= MAX_ATTEMPT + 1):
+        raise ValueError(f"attempts must be an integer in 1..{MAX_ATTEMPT + 1}, got {attempts!r}")
     if not np.isfinite(snr_db):
         raise ValueError(f"snr_db must be finite, got {snr_db}")
     if not (0.0 <= missing_frac <= 1.0):
         raise ValueError(f"missing_frac must be in [0, 1], got {missing_frac}")
-    if not (isinstance(frame_len, (int, np.integer)) and frame_len > 0):
-        raise ValueError(f"frame_len must be a positive integer, got {frame_len!r}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy.random.Generator")
     x, lay = link.encode_image(a, cfg, keyring=keyring)
     ys, nvs, snrs = [], [], []
     for _ in range(int(attempts)):
-        y, nv, s = _attempt(x, float(snr_db), fading, int(frame_len), float(missing_frac), normalise, rng)
+        y, nv, s = _attempt(x, chan, int(frame_len), float(missing_frac), rng)
         ys.append(y)
         nvs.append(nv)
         snrs.append(s)
@@ -171,8 +143,9 @@ def degrade(img, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator, 
     mean_snr = float(np.mean(snrs))
     return Degraded(observation=obs.astype(np.float32), clean=a, lowres_clean=lowres_clean(a, cfg.bh, cfg.bw),
                     missing=missing, bh=cfg.bh, bw=cfg.bw,
-                    snr_db=10.0 * np.log10(mean_snr) if mean_snr > 0 else -np.inf,
+                    snr_db=channel.lin_to_db(mean_snr),
                     attempts=int(attempts), fading=fading, profile=cfg.profile, missing_frac=lost_frac,
+                    fading_per=fading_per if fading == "block" else None, snr_mode=snr_mode,
                     llr=llr if keep_llr else None, layout=lay)
 
 
@@ -189,7 +162,8 @@ class DegradeSpec:
     profiles: tuple = ("importance", "importance", "equal")
     design_snr_db: tuple = (-8, -4, -4, 0)
     attempts_p: tuple = (0.6, 0.25, 0.15)     # P(attempts = 1, 2, 3)
-    fadings: tuple = ("awgn", "frame")
+    fadings: tuple = ("none", "block")        # drawn uniformly (infercom.channel.FADINGS)
+    fading_per: str = "frame"                 # coherence of the block fading
     p_missing: float = 0.25                   # probability that a sample has lost frames at all
     max_missing: float = 0.3                  # lost-frame fraction ~ U(0, max_missing) then
     frame_len: int = 1024
@@ -206,8 +180,8 @@ def sample_pair(img: np.ndarray, spec: DegradeSpec, rng: np.random.Generator, *,
     attempts = int(rng.choice(len(spec.attempts_p), p=np.asarray(spec.attempts_p) / sum(spec.attempts_p))) + 1
     fading = spec.fadings[rng.integers(len(spec.fadings))]
     miss = float(rng.uniform(0, spec.max_missing)) if rng.random() < spec.p_missing else 0.0
-    return degrade(img, cfg, s, rng, attempts=attempts, fading=fading, frame_len=spec.frame_len,
-                   missing_frac=miss, keyring=keyring)
+    return degrade(img, cfg, s, rng, attempts=attempts, fading=fading, fading_per=spec.fading_per,
+                   frame_len=spec.frame_len, missing_frac=miss, keyring=keyring)
 
 
 def random_patch(img: np.ndarray, patch: int, rng: np.random.Generator, augment: bool = True) -> np.ndarray:

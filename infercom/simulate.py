@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom simulate``: link-level Monte-Carlo of images over the uplink, at symbol level.
 
-Per image and Es/N0: TX (:func:`infercom.link.encode_image`) -> channel (:mod:`infercom.channel`: optional
-Rayleigh block fading per image or per frame, AWGN) -> perfect sync and CSI (equalise ``y = r / h``, effective
+Per image and Es/N0: TX (:func:`infercom.link.encode_image`) -> channel (:class:`infercom.channel.SymbolChannel`:
+optional Rayleigh block fading per image or per frame, AWGN, perfect sync and CSI: ``y = r / h``, effective
 noise variance ``N0 / |h|^2``) -> Chase combining of ``--attempts`` independent attempts
 (:mod:`infercom.chase`) -> LLRs -> MMSE and hard low-res images -> bicubic upsampling -> metrics.
 
-SNR convention (``--snr-mode``), as in the papers, which report against the *instantaneous* SNR:
+The channel flags (``--fading none|block``, ``--fading-per image|frame``, ``--snr-mode
+instantaneous|average``, ``--frame-len-log2``) are :func:`infercom.channel.add_channel_arguments`. SNR convention
+(``--snr-mode``), as in the papers, which report against the *instantaneous* SNR:
 
 * ``instantaneous`` (default): the fading power gains of an attempt are normalised to mean 1 over its
   symbols (frames weighted by their length), so the mean Es/N0 of every attempt is exactly ``snr_db``.
@@ -16,18 +18,17 @@ SNR convention (``--snr-mode``), as in the papers, which report against the *ins
   (``10 log10(mean |h|^2) + snr_db``, averaged over attempts) is reported as ``inst_snr_db``.
 
 Frames for per-frame fading are contiguous runs of ``frame_len`` transmitted (interleaved) payload symbols
-(:func:`infercom.frame.segment` when that module is present), so a deep fade lands on symbols scattered
-over the whole image.
+(as :func:`infercom.frame.segment` cuts them), so a deep fade lands on symbols scattered over the whole image.
 
 Output per image and SNR (table on stdout, or JSON lines with ``--json``; ``--out FILE`` also writes the
 JSON lines): BER per plane (MSB first), low-res pixel MSE of the MMSE and hard reconstructions, PSNR/SSIM
 of the bicubic-upsampled MMSE (and hard) image against the original, channel uses (payload symbols per
-attempt; all attempts; with frame overhead when :mod:`infercom.frame` provides ``image_frames``), and the
+attempt; all attempts; with the frame overhead of :func:`infercom.frame.image_frames`), and the
 transmitter's exact source-coding operation count.
 
 ``--system nr`` runs the 5G-NR baseline instead (:mod:`infercom.nr.harq`: JPEG at a bit budget, one LDPC
 transport block per image, CRC-triggered HARQ with Chase or incremental redundancy, up to ``--max-attempts``
-attempts) through the same channel function with the same seeds; rows then carry ``"record": "image"``
+attempts) through the same :class:`~infercom.channel.SymbolChannel` with the same seeds; rows then carry ``"record": "image"``
 (success, CRC per attempt, PSNR/SSIM of the decoded JPEG or None when the image is lost, JPEG quality and
 bits, budget, channel uses, transmitter operation count) and, after them, one ``"record": "summary"`` row
 per SNR (image success rate, BLER per attempt, mean PSNR/SSIM over the decoded images). docs/nr.md §11.
@@ -46,83 +47,24 @@ from pathlib import Path
 
 import numpy as np
 
-from . import channel, chase, imageio, link, metrics, power, qpsk, source
-
-DEFAULT_FRAME_LEN = 4096
-
-
-def default_frame_len() -> int:
-    """Payload data symbols per frame: the frame format's default when :mod:`infercom.frame` exists."""
-    try:
-        from .frame import FrameFormat  # noqa: PLC0415 (optional module of another developer)
-
-        return int(2 ** FrameFormat().frame_len_log2)
-    except Exception:  # noqa: BLE001 - module absent or different: fall back to the documented default
-        return DEFAULT_FRAME_LEN
+from . import channel, chase, imageio, link, metrics, options, power, qpsk, source
+from .frame import image_frames
 
 
-def _segments(n: int, frame_len: int) -> list[tuple[int, int]]:
-    try:
-        from .frame import segment  # noqa: PLC0415
-
-        bounds, start = [], 0
-        for chunk in segment(np.zeros(n, np.complex64), frame_len):
-            bounds.append((start, start + len(chunk)))
-            start += len(chunk)
-        if start == n:
-            return bounds
-    except Exception:  # noqa: BLE001 - fall back to plain contiguous chunks
-        pass
-    return [(s, min(s + frame_len, n)) for s in range(0, n, frame_len)]
+def frame_overhead_uses(img: np.ndarray, cfg: link.LinkConfig) -> int:
+    """Total channel uses (symbols, all frames incl. preamble/header/pilots) of one attempt of ``img``."""
+    return int(sum(len(sym) for _, sym in image_frames(img, cfg, tx_id=0, image_id=0)))
 
 
-def channel_attempt(x: np.ndarray, snr_db: float, rng: np.random.Generator, fading: str = "none",
-                    fading_per: str = "image", snr_mode: str = "instantaneous",
-                    frame_len: int = DEFAULT_FRAME_LEN) -> tuple[np.ndarray, np.ndarray | float, float]:
-    """One attempt of payload ``x`` through the channel with perfect CSI.
-
-    Returns ``(y, noise_var, inst_snr_db)``: equalised symbols (complex64), effective noise variance
-    (scalar, or float32 per symbol with per-frame fading) and the realised mean Es/N0 in dB.
-    """
-    snr_lin = 10.0 ** (snr_db / 10.0)
-    n0 = 1.0 / snr_lin
-    if fading == "none":
-        return channel.awgn(x, snr_db, rng), n0, float(snr_db)
-    if fading != "block":
-        raise ValueError(f"fading must be 'none' or 'block', got {fading!r}")
-    if fading_per == "image":
-        bounds = [(0, x.size)]
-    elif fading_per == "frame":
-        bounds = _segments(x.size, frame_len)
-    else:
-        raise ValueError(f"fading_per must be 'image' or 'frame', got {fading_per!r}")
-    lens = np.array([e - s for s, e in bounds])
-    h = channel.rayleigh_coeffs(len(bounds), rng).astype(np.complex128)
-    gains = np.abs(h) ** 2
-    if snr_mode == "instantaneous":
-        # symbol-weighted mean gain 1: the image's mean Es/N0 is exactly snr_db (a short last frame counts less)
-        h = h / math.sqrt(float(np.sum(gains * lens)) / max(x.size, 1))
-        gains = np.abs(h) ** 2
-    elif snr_mode != "average":
-        raise ValueError(f"snr_mode must be 'instantaneous' or 'average', got {snr_mode!r}")
-    h_sym = np.repeat(h, lens).astype(np.complex64)
-    r = channel.awgn(x * h_sym, snr_db, rng)                     # N0 = 1 / snr_lin
-    y = (r / h_sym).astype(np.complex64)
-    inst = 10.0 * math.log10(float(np.sum(gains * lens) / x.size)) + snr_db if x.size else float(snr_db)
-    if len(bounds) == 1:
-        return y, n0 / float(gains[0]), inst
-    return y, np.repeat((n0 / gains).astype(np.float32), lens), inst
+def mean_snr_db(snrs_db) -> float:
+    """Mean of Es/N0 values in dB taken in linear power (how ``inst_snr_db`` averages attempts), in dB."""
+    return channel.lin_to_db(float(np.mean([channel.db_to_lin(s) for s in snrs_db])))
 
 
-def frame_overhead_uses(img: np.ndarray, cfg: link.LinkConfig) -> int | None:
-    """Total channel uses (symbols, all frames incl. preamble/header/pilots) of one attempt, or None when
-    :mod:`infercom.frame` is not available."""
-    try:
-        from .frame import image_frames  # noqa: PLC0415
-
-        return int(sum(len(sym) for _, sym in image_frames(img, cfg, tx_id=0, image_id=0)))
-    except Exception:  # noqa: BLE001 - the frame module is optional for the simulator
-        return None
+def _channel_fields(chan: channel.SymbolChannel) -> dict:
+    """The channel's fields of a record (``fading_per`` only with block fading)."""
+    return {"fading": chan.fading, "fading_per": chan.fading_per if chan.fading == "block" else None,
+            "snr_mode": chan.snr_mode}
 
 
 def lowres_metrics(img: np.ndarray, llr: np.ndarray, low_mmse: np.ndarray, low_hard: np.ndarray,
@@ -151,24 +93,24 @@ def lowres_metrics(img: np.ndarray, llr: np.ndarray, low_mmse: np.ndarray, low_h
     return stats, low_true
 
 
-def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator,
-                   attempts: int = 1, fading: str = "none", fading_per: str = "image",
-                   snr_mode: str = "instantaneous", frame_len: int = DEFAULT_FRAME_LEN,
-                   final_metrics: bool = True, keep_image: bool = False) -> dict:
-    """Simulate one image at one Es/N0 (dB); return the record described in the module docstring.
+def simulate_image(img: np.ndarray, cfg: link.LinkConfig, chan: channel.SymbolChannel, rng: np.random.Generator,
+                   attempts: int = 1, final_metrics: bool = True, keep_image: bool = False) -> dict:
+    """Simulate one image over ``chan`` (its ``snr_db`` is the Es/N0 point, dB) with ``attempts``
+    Chase-combined attempts; return the record described in the module docstring.
 
     ``keep_image``: also return the upsampled MMSE reconstruction (uint8) under the key ``"_image"``."""
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
+    snr_db = chan.snr_db
     img = source.as_image3(img)
     t0 = time.perf_counter()
     x, lay = link.encode_image(img, cfg)
     comb = chase.ChaseCombiner(x.size)
     insts = []
     for _ in range(attempts):
-        y, nv, inst = channel_attempt(x, snr_db, rng, fading, fading_per, snr_mode, frame_len)
-        comb.add(y, nv)
-        insts.append(inst)
+        rx = chan(x, rng)
+        comb.add(rx.y, rx.noise_var)
+        insts.append(rx.snr_db)
     y, nv = comb.result()
     llr = link.soft_to_llr(y, nv, lay, cfg)
     low_mmse = link.llr_to_lowres(llr, lay, cfg, "mmse")
@@ -178,18 +120,18 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, snr_db: float, rng: np
     stats, low_true = lowres_metrics(img, llr, low_mmse, low_hard, cfg)
     rec = {
         "snr_db": float(snr_db),
-        "inst_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in insts]))),
+        "inst_snr_db": mean_snr_db(insts),
         "design_snr_db": cfg.design_snr_db,
         "profile": cfg.profile,
         "rate": cfg.rate(),
         "bh": cfg.bh, "bw": cfg.bw, "planes": cfg.planes,
-        "fading": fading, "fading_per": fading_per if fading == "block" else None, "snr_mode": snr_mode,
+        **_channel_fields(chan),
         "attempts": attempts,
         "height": lay.height, "width": lay.width, "channels": lay.channels,
         "ber_per_plane": stats["ber_per_plane"],
         "ber": stats["ber"],
         "expected_ber_per_plane": [float(b) for b in power.plane_ber(cfg.plane_powers(), snr_db)]
-        if fading == "none" and attempts == 1 else None,
+        if chan.fading == "none" and attempts == 1 else None,
         "lowres_mse_mmse": stats["lowres_mse_mmse"],
         "lowres_mse_hard": stats["lowres_mse_hard"],
         "payload_symbols": lay.n_symbols,
@@ -233,19 +175,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (or one image file)")
     p.add_argument("--snr-db", required=True, nargs="+",
                    help="Es/N0 values in dB: '--snr-db -4 0 4' or '--snr-db=-4,0,4'")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--rate", help="source rate 1/(bh*bw), e.g. 1/9 (default), 1/4, 1/6, 1")
-    g.add_argument("--block", help="block size BHxBW, e.g. 3x3, instead of --rate (default: from --rate)")
-    p.add_argument("--planes", type=int, default=8, help="top-m bit planes sent (1..8, default 8)")
-    p.add_argument("--profile", choices=power.PROFILES, default="importance")
-    p.add_argument("--design-snr-db", type=int, default=None,
-                   help="design Es/N0 of the importance profile (integer dB; default: each simulated SNR, "
-                        "rounded and clipped to -16..15)")
-    p.add_argument("--fading", choices=("none", "block"), default="none")
-    p.add_argument("--fading-per", choices=("image", "frame"), default="image")
-    p.add_argument("--snr-mode", choices=("instantaneous", "average"), default="instantaneous")
-    p.add_argument("--frame-len", type=int, default=None,
-                   help="payload symbols per frame for per-frame fading (default: the frame format's)")
+    options.add_link_arguments(p, "each simulated SNR, rounded and clipped")
+    channel.add_channel_arguments(p)
     p.add_argument("--attempts", type=int, default=1, help="Chase-combined attempts (default 1)")
     p.add_argument("--max-images", type=int, default=None, help="use at most N images (default: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -340,7 +271,7 @@ def _write_records(path: Path, records: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         snrs = _snr_list(args.snr_db)
-        bh, bw = imageio.parse_rate(args.block if args.block else (args.rate or "1/9"))
+        bh, bw = options.block_size(args)
         files = imageio.list_images(args.images)
         if args.max_images is not None:
             if args.max_images < 1:
@@ -348,9 +279,7 @@ def run(args: argparse.Namespace) -> int:
             files = files[: args.max_images]
         if args.attempts < 1:
             raise ValueError("--attempts must be >= 1")
-        frame_len = args.frame_len or default_frame_len()
-        if frame_len < 1:
-            raise ValueError("--frame-len must be >= 1")
+        chans = {s: channel.channel_from_args(args, s) for s in snrs}
         cfgs = {}
         for s in snrs:
             d = args.design_snr_db if args.design_snr_db is not None else int(
@@ -360,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"infercom simulate: {exc}", file=sys.stderr)
         return 2
     if args.system == "nr":
-        return _run_nr(args, snrs, bh, bw, files, frame_len)
+        return _run_nr(args, snrs, bh, bw, files, chans)
     from tqdm import tqdm  # noqa: PLC0415
 
     records: list[dict] = []
@@ -377,12 +306,11 @@ def run(args: argparse.Namespace) -> int:
             for j, s in enumerate(snrs):
                 rng = np.random.default_rng([args.seed, i, j])
                 rec = {"image": f.name}
-                rec.update(simulate_image(img, cfgs[s], s, rng, args.attempts, args.fading, args.fading_per,
-                                          args.snr_mode, frame_len, final_metrics=not args.no_ssim,
-                                          keep_image=save_dir is not None))
+                rec.update(simulate_image(img, cfgs[s], chans[s], rng, args.attempts,
+                                          final_metrics=not args.no_ssim, keep_image=save_dir is not None))
                 if save_dir is not None:
                     imageio.save_image(save_dir / f"{f.stem}_snr{s:g}_mmse.png", rec.pop("_image"))
-                rec["channel_uses_total"] = None if overhead is None else overhead * args.attempts
+                rec["channel_uses_total"] = overhead * args.attempts
                 rec["seed"] = args.seed
                 records.append(rec)
                 if args.json:
@@ -411,13 +339,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ NR baseline
-def simulate_image_nr(tx, snr_db: float, rng: np.random.Generator, fading: str = "none",
-                      fading_per: str = "image", snr_mode: str = "instantaneous",
-                      frame_len: int = DEFAULT_FRAME_LEN, final_metrics: bool = True, keep_image: bool = False,
-                      max_iter: int = 10, metrics_cache: dict | None = None) -> dict:
-    """One image through the NR baseline at Es/N0 ``snr_db`` (dB): attempts of ``tx``
-    (:class:`infercom.nr.harq.NrImageTx`) through :func:`channel_attempt` (same channel and draws as the
-    InferCom link) until the CRC passes or ``tx.max_attempts`` are spent.
+def simulate_image_nr(tx, chan: channel.SymbolChannel, rng: np.random.Generator, final_metrics: bool = True,
+                      keep_image: bool = False, max_iter: int = 10, metrics_cache: dict | None = None) -> dict:
+    """One image through the NR baseline over ``chan`` (Es/N0 ``chan.snr_db``, dB): attempts of ``tx``
+    (:class:`infercom.nr.harq.NrImageTx`) through the same :class:`~infercom.channel.SymbolChannel` (same
+    draws as the InferCom link) until the CRC passes or ``tx.max_attempts`` are spent.
 
     Returns the record of docs/nr.md §11 (``success``, ``crc_ok_per_attempt``, ``attempts_used``, ``psnr``/
     ``ssim`` of the decoded image or None when lost, ``psnr_jpeg``/``ssim_jpeg`` of the error-free JPEG,
@@ -435,11 +361,11 @@ def simulate_image_nr(tx, snr_db: float, rng: np.random.Generator, fading: str =
     crc, insts, iters = [], [], []
     ok, dec, info = False, None, {}
     for k in range(tx.max_attempts):
-        y, nv, inst = channel_attempt(tx.symbols(k), snr_db, rng, fading, fading_per, snr_mode, frame_len)
-        rx.add_attempt(qpsk_llrs(y, nv), k)
+        got = chan(tx.symbols(k), rng)
+        rx.add_attempt(qpsk_llrs(got.y, got.noise_var), k)
         ok, dec, info = rx.decode()
         crc.append(bool(info["crc_ok"]))
-        insts.append(inst)
+        insts.append(got.snr_db)
         iters.append(info["iterations_mean"])
         if ok:
             break
@@ -448,10 +374,10 @@ def simulate_image_nr(tx, snr_db: float, rng: np.random.Generator, fading: str =
     ops = tx.op_count(used)
     rec = {
         "record": "image", "system": "nr",
-        "snr_db": float(snr_db),
-        "inst_snr_db": float(10 * math.log10(np.mean([10 ** (s / 10) for s in insts]))),
+        "snr_db": float(chan.snr_db),
+        "inst_snr_db": mean_snr_db(insts),
         "rate": 1.0 / (tx.bh * tx.bw), "bh": tx.bh, "bw": tx.bw, "planes": tx.planes,
-        "fading": fading, "fading_per": fading_per if fading == "block" else None, "snr_mode": snr_mode,
+        **_channel_fields(chan),
         "height": int(img.shape[0]), "width": int(img.shape[1]), "channels": int(img.shape[2]),
         **tx.info(),
         "success": bool(ok), "status": rx.status,
@@ -537,7 +463,8 @@ def _head_nr(cols, heads) -> str:
                     for i, (h, w, (_, f)) in enumerate(zip(heads, widths, cols)))
 
 
-def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files: list, frame_len: int) -> int:
+def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files: list,
+            chans: dict[float, channel.SymbolChannel]) -> int:
     """``infercom simulate --system nr``: per image one :class:`~infercom.nr.harq.NrImageTx` (budget and JPEG
     once), per SNR the attempts of :func:`simulate_image_nr` with ``default_rng([seed, image, snr])``."""
     from .nr.harq import MAX_ATTEMPTS, NrImageTx  # noqa: PLC0415
@@ -576,9 +503,8 @@ def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files
             for j, s in enumerate(snrs):
                 rng = np.random.default_rng([args.seed, i, j])
                 rec = {"image": f.name}
-                rec.update(simulate_image_nr(tx, s, rng, args.fading, args.fading_per, args.snr_mode, frame_len,
-                                             final_metrics=not args.no_ssim, keep_image=save_dir is not None,
-                                             metrics_cache=cache))
+                rec.update(simulate_image_nr(tx, chans[s], rng, final_metrics=not args.no_ssim,
+                                             keep_image=save_dir is not None, metrics_cache=cache))
                 rec["seed"] = args.seed
                 im = rec.pop("_image", None)
                 if save_dir is not None and im is not None:

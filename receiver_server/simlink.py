@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A simulated transmitter + symbol-level channel + receiver that talks to the server over the real protocol.
 
-This is the ``--path sim`` of the demo and the workhorse of the server's end-to-end tests: per frame the
-payload chunk (``infercom.link.encode_image`` + ``infercom.frame.segment``) goes through a symbol-level channel
-(``infercom.channel``: AWGN at Es/N0, optionally one Rayleigh coefficient per attempt or per frame), is
-equalised with the true channel coefficient (genie channel state: ``y = r / h``, ``noise_var = N0 / |h|^2``,
-measured Es/N0 = ``|h|^2 / N0``) and sent to the server as a ``soft_frame`` through a ZeroMQ DEALER.
+This is the ``--path sim`` of the demo and the workhorse of the server's end-to-end tests: each attempt's
+payload (``infercom.link.encode_image``) goes through the symbol-level channel of every simulation
+(:class:`infercom.channel.SymbolChannel`: AWGN at Es/N0, optionally one Rayleigh coefficient per attempt or
+per frame, equalised with the true coefficient: ``y = r / h``, ``noise_var = N0 / |h|^2``), is cut into frames
+(``infercom.frame.segment``) and each frame is sent to the server as a ``soft_frame`` (measured Es/N0 = the
+frame's ``|h|^2 / N0``) through a ZeroMQ DEALER.
 Feedback comes back on a SUB filtered by this transmitter's ``tx_id`` and drives ``infercom.arq``. Frames can
 also be dropped at random (``frame_loss``: a lost burst or a failed header). No sync, no pulse shaping: the
 GNU Radio loopback covers those.
@@ -14,6 +15,7 @@ GNU Radio loopback covers those.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,59 +30,58 @@ from infercom.frame import segment
 from infercom.header import FrameHeader
 from infercom.link import LinkConfig, encode_image
 
-__all__ = ["ChannelSpec", "SymbolChannel", "SimTransmitter", "status_request"]
+__all__ = ["ChannelSpec", "SimTransmitter", "frames_through", "status_request"]
 
-FADING = ("awgn", "block-attempt", "block-frame")
-#: noise variance reported for a noiseless channel (the protocol needs a positive one): 100 dB Es/N0
-NOISELESS_VAR = 1e-10
+#: measured Es/N0 range the protocol accepts in a soft frame (dB); reports are clipped to it
+REPORT_SNR_DB = (-60.0, 100.0)
 
 
 @dataclass(frozen=True)
-class ChannelSpec:
-    """Symbol-level channel. ``snr_db``: Es/N0 (dB, average over the fading; ``inf``: noiseless, reported to
-    the server as :data:`NOISELESS_VAR` and 100 dB); ``fading``: ``awgn`` | ``block-attempt`` (one CN(0,1)
-    coefficient per image attempt) | ``block-frame`` (one per frame); ``frame_loss``: probability that a frame
-    never reaches the server."""
+class ChannelSpec(channel.SymbolChannel):
+    """The simulated transmitter's channel: :class:`infercom.channel.SymbolChannel` (same fields, vocabulary
+    and arithmetic) plus ``frame_loss``, the probability that a frame never reaches the server (a lost burst
+    or a failed header).
+
+    Defaults for the server's simulations: ``snr_db = 10`` dB, ``snr_mode = "average"`` (``snr_db`` is the
+    mean over the fading, each attempt or frame realises its own Es/N0: a transmitter without CSI, as on the
+    GNU Radio loopback).  ``snr_db`` must be in -30..60 dB or ``inf`` (noiseless: reported to the server as
+    :data:`infercom.channel.NOISELESS_VAR`).  ``frame_len`` must be None or the transmitter's frame length:
+    the coherence blocks of ``fading_per = "frame"`` are the transmitter's frames.
+    """
 
     snr_db: float = 10.0
-    fading: str = "awgn"
+    snr_mode: str = "average"
     frame_loss: float = 0.0
 
     def __post_init__(self) -> None:
-        if np.isnan(self.snr_db) or not (-30 <= self.snr_db <= 60 or self.snr_db == np.inf):
+        super().__post_init__()
+        if not (-30 <= self.snr_db <= 60 or self.snr_db == math.inf):
             raise ValueError(f"snr_db must be in -30..60 dB or inf (noiseless), got {self.snr_db}")
-        if self.fading not in FADING:
-            raise ValueError(f"fading must be one of {FADING}, got {self.fading!r}")
         if not 0 <= self.frame_loss < 1:
             raise ValueError(f"frame_loss must be in [0, 1), got {self.frame_loss}")
 
 
-class SymbolChannel:
-    """Applies a :class:`ChannelSpec` to payload chunks and returns what an ideal receiver would hand on."""
+def frames_through(chan: ChannelSpec, payload: np.ndarray, frames, frame_len: int, rng: np.random.Generator):
+    """One attempt of ``payload`` over ``chan``: yields, for each frame index in ``frames`` (the frames sent,
+    in order), ``(index, (y complex64, noise_var, measured Es/N0 dB))`` -- or ``(index, None)`` when the
+    frame is lost.
 
-    def __init__(self, spec: ChannelSpec, rng: np.random.Generator):
-        self.spec = spec
-        self.rng = rng
-        self._h = np.complex64(1.0)
-
-    def new_attempt(self) -> None:
-        if self.spec.fading == "block-attempt":
-            self._h = channel.rayleigh_coeffs(1, self.rng)[0]
-
-    def frame(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | float, float] | None:
-        """Payload chunk -> (equalised y complex64, noise variance, measured Es/N0 dB), or None when lost."""
-        if self.spec.frame_loss and self.rng.random() < self.spec.frame_loss:
-            return None
-        h = channel.rayleigh_coeffs(1, self.rng)[0] if self.spec.fading == "block-frame" else self._h
-        if self.spec.snr_db == np.inf:
-            n0, r = NOISELESS_VAR, (h * x).astype(np.complex64)
-        else:
-            n0 = 10.0 ** (-self.spec.snr_db / 10.0)
-            r = channel.awgn(h * x, self.spec.snr_db, self.rng)
-        g = float(abs(h) ** 2)
-        g = max(g, 1e-6)                 # a fade this deep is equalised to noise anyway
-        y = (r / h).astype(np.complex64)
-        return y, float(n0 / g), float(np.clip(10 * np.log10(g / n0), -60, 100))
+    The whole attempt goes through :class:`~infercom.channel.SymbolChannel` first (coefficients, then the
+    noise of every payload symbol, with ``rng``: exactly ``infercom simulate``'s draws), then the frames
+    (``frame_len`` symbols, :func:`infercom.frame.segment`'s cut) are taken from it; ``noise_var`` is a scalar
+    per frame whenever the frame lies in one coefficient block.  Frame losses are drawn afterwards, one
+    uniform per frame sent, and only when ``frame_loss > 0``."""
+    if chan.frame_len is not None and chan.frame_len != frame_len:
+        raise ValueError(f"the channel's frame_len {chan.frame_len} is not the transmitter's {frame_len}")
+    rx = dataclasses.replace(chan, frame_len=frame_len)(payload, rng)
+    n = rx.y.size
+    for i in frames:
+        start = i * frame_len
+        if chan.frame_loss and rng.random() < chan.frame_loss:
+            yield i, None
+            continue
+        y, nv, snr = rx.segment(start, min(start + frame_len, n))
+        yield i, (y, nv, float(np.clip(snr, *REPORT_SNR_DB)))
 
 
 class SimTransmitter:
@@ -101,7 +102,8 @@ class SimTransmitter:
         self.server, self.feedback_addr = server, feedback
         self.link_cfg = link_cfg or LinkConfig()
         self.arq = arq or ArqConfig()
-        self.channel = SymbolChannel(chan or ChannelSpec(), np.random.default_rng(seed))
+        self.channel = chan or ChannelSpec()
+        self.rng = np.random.default_rng(seed)
         self.fll = int(frame_len_log2)
         self.window = window
         self.curve_server_key = curve_server_key
@@ -146,12 +148,11 @@ class SimTransmitter:
             payload, lay, cfg = self._payload(plan.image_id, plan.bh, plan.bw)
             h0 = FrameHeader.for_image(cfg, lay.height, lay.width, lay.channels, self.tx_id, plan.image_id, 0,
                                        plan.attempt, self.fll)
-        chunks = segment(payload, 1 << self.fll)
-        idx = range(len(chunks)) if plan.frames is None else [i for i in plan.frames if i < len(chunks)]
-        self.channel.new_attempt()
+        frame_len = 1 << self.fll
+        n_frames = len(segment(payload, frame_len))
+        idx = range(n_frames) if plan.frames is None else [i for i in plan.frames if i < n_frames]
         n = 0
-        for i in idx:
-            out = self.channel.frame(chunks[i])
+        for i, out in frames_through(self.channel, payload, idx, frame_len, self.rng):
             n += 1
             if out is None:
                 self.frames_lost += 1
@@ -223,7 +224,7 @@ class SimTransmitter:
                             q.sent(plan, time.monotonic(), n)
             recs = q.records()
             for r in recs:
-                r["channel"] = dataclasses.asdict(self.channel.spec)
+                r["channel"] = dataclasses.asdict(self.channel)
             return recs
         finally:
             dealer.close(0)

@@ -86,14 +86,15 @@ def test_everything_lost_gives_midgrey_and_full_mask():
 def test_block_fading_costs_ber_at_equal_mean_snr(noise_img):
     cfg = link.LinkConfig(bh=2, bw=2, profile="equal")
     a = degrade.degrade(noise_img, cfg, 2.0, np.random.default_rng(5), keep_llr=True)
-    f = degrade.degrade(noise_img, cfg, 2.0, np.random.default_rng(5), fading="frame", frame_len=128,
-                        keep_llr=True)
+    f = degrade.degrade(noise_img, cfg, 2.0, np.random.default_rng(5), fading="block", fading_per="frame",
+                        frame_len=128, keep_llr=True)
     ba, _ = _plane_ber(a, noise_img, cfg)
     bf, _ = _plane_ber(f, noise_img, cfg)
     assert bf.mean() > 1.3 * ba.mean()          # Jensen: fades cost more than they give back
     assert abs(f.snr_db - 2.0) < 0.5            # normalised to the instantaneous mean SNR
     # one fade per image, normalised, is AWGN at that SNR
-    i = degrade.degrade(noise_img, cfg, 2.0, np.random.default_rng(6), fading="image", keep_llr=True)
+    i = degrade.degrade(noise_img, cfg, 2.0, np.random.default_rng(6), fading="block", fading_per="image",
+                        keep_llr=True)
     bi, n = _plane_ber(i, noise_img, cfg)
     p = float(power.plane_ber(np.ones(1), 2.0)[0])
     assert abs(bi.mean() - p) < 5 * np.sqrt(p / (n * 8))
@@ -124,8 +125,9 @@ def test_seeded_and_random_pairs():
     assert p.shape == (48, 48, 3)
 
 
-@pytest.mark.parametrize("kwargs", [{"fading": "rician"}, {"attempts": 0}, {"missing_frac": 1.5},
-                                    {"frame_len": 0}, {"snr_db": float("nan")}])
+@pytest.mark.parametrize("kwargs", [{"fading": "rician"}, {"fading": "frame"}, {"fading_per": "attempt"},
+                                    {"snr_mode": "peak"}, {"attempts": 0}, {"missing_frac": 1.5},
+                                    {"frame_len": 0}, {"snr_db": float("nan")}, {"snr_db": float("inf")}])
 def test_bad_input_rejected(kwargs):
     img = np.zeros((12, 12, 3), np.uint8)
     args = {"snr_db": 0.0}

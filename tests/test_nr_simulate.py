@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infercom import cli, imageio, link
+from infercom import imageio, link
+from infercom_apps import cli
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_cli_nr_json_records_and_summary(capsys, img_dir, tmp_path):
 def test_cli_nr_table_csv_fading_and_bad_input(capsys, img_dir, tmp_path):
     out = tmp_path / "nr.csv"
     rc = cli.main(["simulate", "--system", "nr", "--images", str(img_dir / "crop1.png"), "--snr-db", "3",
-                   "--budget", "source-rate", "--fading", "block", "--fading-per", "frame", "--frame-len", "4096",
+                   "--budget", "source-rate", "--fading", "block", "--fading-per", "frame", "--frame-len-log2", "12",
                    "--max-attempts", "3", "--out", str(out), "--save-images", str(tmp_path / "rec")])
     text = capsys.readouterr().out
     assert rc == 0 and "crop1.png" in text and "BLER per attempt" in text
@@ -97,7 +98,7 @@ def test_same_channel_draws_as_infercom(capsys, img_dir):
     # channel-uses budget: the same number of symbols, so the same seed gives the same fades and noise;
     # the realised (average-mode) instantaneous SNR of every (image, SNR) is identical between the systems
     common = ["--images", str(img_dir), "--snr-db=-1,4", "--fading", "block", "--fading-per", "frame",
-              "--frame-len", "2048", "--snr-mode", "average", "--json", "--no-ssim", "--seed", "9"]
+              "--frame-len-log2", "11", "--snr-mode", "average", "--json", "--no-ssim", "--seed", "9"]
     rc1, ic = _run(capsys, *common)
     rc2, nr = _run(capsys, "--system", "nr", "--max-attempts", "1", *common)
     nr = [r for r in nr if r["record"] == "image"]

@@ -68,12 +68,12 @@ def make_server(tmp_path, refs, threshold=22.0, **kw):
     return InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics={"psnr_oracle": OracleQoE(refs)})
 
 
-def run_tx(srv, tx_id, imgs, snr_db, fading="awgn", seed=1, fll=10, max_attempts=4, timeout_s=3.0, loss=0.0,
+def run_tx(srv, tx_id, imgs, snr_db, fading="none", fading_per="image", seed=1, fll=10, max_attempts=4, timeout_s=3.0, loss=0.0,
            bh=2, bw=2, deadline=90.0, first_id=0):
     tx = SimTransmitter(tx_id, [(first_id + i, im, {"name": f"img{i}"}) for i, im in enumerate(imgs)],
                         srv.bound["soft_frames"], srv.bound["feedback"], LinkConfig(bh=bh, bw=bw),
                         ArqConfig(max_attempts=max_attempts, timeout_s=timeout_s),
-                        ChannelSpec(snr_db=snr_db, fading=fading, frame_loss=loss), seed=seed, frame_len_log2=fll)
+                        ChannelSpec(snr_db=snr_db, fading=fading, fading_per=fading_per, frame_loss=loss), seed=seed, frame_len_log2=fll)
     recs = tx.run(deadline)
     return tx, recs
 
@@ -176,7 +176,7 @@ def test_block_fading_frames_mostly_ack(tmp_path):
     imgs = synth_images(4, seed=7)
     refs = {(6, i): im for i, im in enumerate(imgs)}
     with make_server(tmp_path, refs, threshold=20.0) as srv:
-        _, recs = run_tx(srv, 6, imgs, snr_db=10.0, fading="block-frame", fll=8, seed=8)
+        _, recs = run_tx(srv, 6, imgs, snr_db=10.0, fading="block", fading_per="frame", fll=8, seed=8)
     assert all(r["outcome"] in ("ACK", "FAIL") for r in recs)
     assert sum(r["outcome"] == "ACK" for r in recs) >= 3
 
@@ -197,13 +197,13 @@ def _wait_ready(proc, timeout=30.0):
 def test_cli_server_subprocess_and_status(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "infercom.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
                              "--qoe", "none", "--restorer", "bicubic", "--log-file", str(tmp_path / "log.jsonl")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         ready = _wait_ready(proc)
         assert ready["feedback"] == f"tcp://127.0.0.1:{port + 1}"
-        out = subprocess.run([sys.executable, "-m", "infercom.cli", "server", "--bind",
+        out = subprocess.run([sys.executable, "-m", "infercom_apps.cli", "server", "--bind",
                               f"tcp://127.0.0.1:{port}", "--status"], capture_output=True, text=True, env=env,
                              cwd=REPO, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -212,7 +212,7 @@ def test_cli_server_subprocess_and_status(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
-    bad = subprocess.run([sys.executable, "-m", "infercom.cli", "server", "--bind", "tcp://0.0.0.0:1"],
+    bad = subprocess.run([sys.executable, "-m", "infercom_apps.cli", "server", "--bind", "tcp://0.0.0.0:1"],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
     assert bad.returncode == 2 and "loopback" in bad.stderr
 
@@ -254,7 +254,8 @@ def _free_port() -> int:
 
 def test_server_bench_quick(tmp_path, monkeypatch):
     """``run_bench`` writes server.json with per-stage percentiles and images/s (bicubic only, quick)."""
-    from receiver_server import bench, restorers
+    from infercom_apps import bench_server as bench
+    from receiver_server import restorers
     monkeypatch.setenv("INFERCOM_BENCH_QUICK", "1")
     monkeypatch.setattr(restorers, "available", lambda: ["bicubic", "supir"])
     res = bench.run_bench(tmp_path)

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 import json
-import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from infercom import cli, link, power, simulate
+from infercom import channel, link, power, simulate
+from infercom_apps import cli
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +66,18 @@ def test_cli_table_and_bad_input(capsys, img_dir):
     assert "2/3" in capsys.readouterr().err
 
 
-def test_channel_attempt_modes():
-    rng = np.random.default_rng(5)
-    x = np.full(200_000, (1 + 1j) / math.sqrt(2), np.complex64)
-    # instantaneous, per image: equalised noise variance is exactly 1/snr
-    y, nv, inst = simulate.channel_attempt(x, 3.0, rng, "block", "image", "instantaneous")
-    assert nv == pytest.approx(10 ** -0.3) and inst == pytest.approx(3.0)
-    assert np.mean(np.abs(y - x) ** 2) == pytest.approx(nv, rel=0.02)
-    # average, per frame: per-symbol noise variance N0/|h|^2 matches the realised error power per frame
-    y, nv, inst = simulate.channel_attempt(x, 3.0, rng, "block", "frame", "average", frame_len=20_000)
-    assert nv.shape == x.shape and len(np.unique(nv)) == 10
-    for f in range(10):
-        sl = slice(f * 20_000, (f + 1) * 20_000)
-        assert np.mean(np.abs(y[sl] - x[sl]) ** 2) == pytest.approx(nv[sl][0], rel=0.06)
-    g = (10 ** -0.3) / nv
-    assert inst == pytest.approx(10 * math.log10(g.mean()) + 3.0)
-    # instantaneous per frame: gains normalised to mean 1 -> reported SNR is the nominal one
-    y, nv, inst = simulate.channel_attempt(x, 3.0, rng, "block", "frame", "instantaneous", frame_len=30_000)
-    assert len(np.unique(nv)) == 7                               # 6 full frames + a short last one
-    assert np.mean(10 ** -0.3 / nv) == pytest.approx(1.0) and inst == pytest.approx(3.0)
-
-
 def test_chase_attempts_help_under_fading():
     rng = np.random.default_rng(9)
     img = np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)
     cfg = link.LinkConfig(1, 1, 8, "importance", 0)
-    one = [simulate.simulate_image(img, cfg, 0.0, rng, 1, "block", "frame", "instantaneous", 1024,
-                                   final_metrics=False)["lowres_mse_mmse"] for _ in range(3)]
-    two = [simulate.simulate_image(img, cfg, 0.0, rng, 2, "block", "frame", "instantaneous", 1024,
-                                   final_metrics=False)["lowres_mse_mmse"] for _ in range(3)]
+    fading = channel.SymbolChannel(0.0, "block", "frame", "instantaneous", 1024)
+    one = [simulate.simulate_image(img, cfg, fading, rng, 1, final_metrics=False)["lowres_mse_mmse"]
+           for _ in range(3)]
+    two = [simulate.simulate_image(img, cfg, fading, rng, 2, final_metrics=False)["lowres_mse_mmse"]
+           for _ in range(3)]
     assert np.mean(two) < 0.7 * np.mean(one)
     d = power.expected_mse(cfg.plane_powers(), 0.0)
-    r = simulate.simulate_image(img, cfg, 0.0, rng, 1, final_metrics=False)
+    r = simulate.simulate_image(img, cfg, channel.SymbolChannel(0.0), rng, 1, final_metrics=False)
     assert r["lowres_mse_hard"] == pytest.approx(d, rel=0.1)     # uniform random pixels: theory holds
 
 

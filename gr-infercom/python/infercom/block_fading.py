@@ -5,7 +5,9 @@ GNU Radio's ``channels`` blocks fade continuously (Jakes/flat fader); the InferC
 one CN(0, 1) coefficient held over a frame or over a whole image, with results reported against the
 instantaneous SNR.  This block multiplies its input by such a coefficient and switches to a new one at burst
 boundaries given by stream tags (``tx_sob`` as written by ``frame_modulator``), drawing coefficients with
-``infercom.channel.rayleigh_coeffs`` from a seeded generator.
+``infercom.channel.rayleigh_coeffs`` from a seeded generator and the symbol-level channel's deep-fade floor
+(``infercom.channel.floor_gain``: ``|h|^2 >= GAIN_FLOOR``, -60 dB).  ``mode`` is the coherence vocabulary of
+``infercom.channel.FADING_PER``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from infercom.channel import FADING_PER, floor_gain, rayleigh_coeffs
 from infercom.channel import block_fading as apply_block_fading
-from infercom.channel import rayleigh_coeffs
 
 from .tags import FRAME_TAG, SOB_TAG, frame_key_from_pmt
 
-MODES = ("frame", "image")
+MODES = FADING_PER        # ("image", "frame")
 
 
 class block_fading(gr.sync_block):
@@ -29,8 +31,8 @@ class block_fading(gr.sync_block):
 
     Parameters
     ----------
-    mode : "frame" draws a new coefficient at every ``tx_sob`` tag; "image" only when the frame tag
-        (``infercom_frame``: tx_id, image_id, attempt) names a different image transmission.
+    mode : "image" (default) draws a new coefficient only when the frame tag (``infercom_frame``: tx_id,
+        image_id, attempt) names a different image transmission; "frame" at every ``tx_sob`` tag.
     snr_db : nominal Es/N0 in dB of the AWGN added after this block; only used to report the instantaneous
         SNR ``snr_db + 20*log10(|h|)``.
     seed : seed of the ``numpy.random.Generator`` the coefficients are drawn from.
@@ -40,7 +42,7 @@ class block_fading(gr.sync_block):
     ``gain_db``, ``snr_db`` (instantaneous) and the frame key fields when known.
     """
 
-    def __init__(self, mode: str = "frame", snr_db: float = 0.0, seed: int = 0):
+    def __init__(self, mode: str = "image", snr_db: float = 0.0, seed: int = 0):
         gr.sync_block.__init__(self, name="infercom_block_fading", in_sig=[np.complex64], out_sig=[np.complex64])
         if mode not in MODES:
             raise ValueError(f"block_fading: mode must be one of {MODES}, got {mode!r}")
@@ -49,7 +51,7 @@ class block_fading(gr.sync_block):
         self.mode = mode
         self.snr_db = float(snr_db)
         self.rng = np.random.default_rng(int(seed))
-        self.h = complex(rayleigh_coeffs(1, self.rng)[0])
+        self.h = self._draw()
         self._image_key = None
         self.n_coeffs = 1
         self.bad_chunks = 0
@@ -58,8 +60,11 @@ class block_fading(gr.sync_block):
         self.message_port_register_out(pmt.intern("snr"))
 
     # -- helpers ----------------------------------------------------------------------------------------
+    def _draw(self) -> complex:
+        return complex(floor_gain(rayleigh_coeffs(1, self.rng))[0])
+
     def _new_coeff(self, offset: int, key: dict | None) -> None:
-        self.h = complex(rayleigh_coeffs(1, self.rng)[0])
+        self.h = self._draw()
         self.n_coeffs += 1
         self.history_h.append(self.h)
         if len(self.history_h) > self.max_history:
