@@ -4,7 +4,10 @@
 
 The .grc files are the product (open them in GNU Radio Companion); this script keeps them consistent with
 each other.  Parameters left out take the block's default when GRC loads the file.
-Run: python gr-infercom/tools/gen_flowgraphs.py  (then `grcc` them, as tests/test_grc.py does)
+The transmitters and receivers are the ``infercom_tx`` / ``infercom_rx`` hier blocks (gnuradio.infercom.tx / rx),
+the same blocks the apps (``infercom tx|rx|loopback``) build from.
+Run: python gr-infercom/tools/gen_flowgraphs.py [--out DIR]  (then `grcc` them, as tests/test_grc.py does; it
+also regenerates them into a temporary folder and requires them equal to the committed grc/*.grc)
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class Graph:
         for a, b in zip(names, names[1:]):
             self.link(a, 0, b, 0)
 
-    def write(self):
+    def write(self, out_dir: Path = OUT):
         doc = {
             "options": {
                 "parameters": {
@@ -65,41 +68,41 @@ class Graph:
             "connections": self.connections,
             "metadata": {"file_format": 1, "grc_version": "3.10.5.1"},
         }
-        path = OUT / f"{self.gid}.grc"
+        path = Path(out_dir) / f"{self.gid}.grc"
         path.write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
         return path
 
 
 # ---------------------------------------------------------------------------------------------------------
 def tx_section(g: Graph, continuous: bool, feedback: bool, y0: int = 320):
-    """tx_controller -> frame_modulator (RRC-shaped at sps samples/symbol); returns the sample-stream output."""
-    g.block("tx_ctl", "infercom_tx_controller", (16, y0), images="images", tx_id="tx_id", bh="bh", bw="bh",
+    """The ``infercom_tx`` hier block (tx_controller -> frame_modulator, RRC-shaped at sps samples/symbol);
+    returns its name (stream output 0, message input ``feedback``)."""
+    g.block("tx", "infercom_tx", (16, y0), images="images", tx_id="tx_id", bh="bh", bw="bh",
             design_snr_db="design_snr_db", frame_len_log2="frame_len_log2",
-            use_feedback="True" if feedback else "False", timeout_s="timeout_s")
-    g.block("tx_mod", "infercom_frame_modulator", (360, y0), tail_symbols="0",
-            gap_min="gap_min", gap_max="gap_max", continuous=str(continuous), seed="seed", sps="sps", beta="beta",
-            span="span")
-    g.link("tx_ctl", "frames", "tx_mod", "in")
-    g.link("tx_mod", "sent", "tx_ctl", "sent")
-    return "tx_mod"
+            use_feedback="True" if feedback else "False", timeout_s="timeout_s", sps="sps", beta="beta",
+            span="span", continuous=str(continuous), gap_min="gap_min", gap_max="gap_max", seed="seed",
+            tail_symbols="0")
+    return "tx"
 
 
-def rx_section(g: Graph, src: str, y0: int = 560, gui: bool = False, max_log2: str = "15"):
-    """matched filter (FFT, as in the apps) -> burst_sync -> frame_demod -> chase_combiner, server_link; returns demod/chase names."""
-    g.block("rx_mf", "fft_filter_xxx", (16, y0), type="ccf", decim="1", taps="rrc", samp_delay="0",
-            nthreads="1", minoutbuf="65536")
-    g.block("rx_sync", "infercom_burst_sync", (260, y0), sps="sps", beta="beta", span="span",
-            max_frame_len_log2=max_log2)
-    g.block("rx_demod", "infercom_frame_demod", (520, y0), sps="sps", beta="beta", span="span")
-    g.block("rx_chase", "infercom_chase_combiner", (760, y0), max_frames="4096", timeout_s="60.0")
-    g.block("rx_link", "infercom_server_link", (760, y0 + 140), server_addr="server", feedback_addr="''",
+def rx_section(g: Graph, src: str, y0: int = 560, max_log2: str = "15", server: bool = True):
+    """The ``infercom_rx`` hier block (matched filter (FFT, as in the apps) -> burst_sync -> frame_demod ->
+    chase_combiner [-> server_link]) fed by ``src``; returns its name (message outputs ``frames``, ``combined``,
+    ``feedback``)."""
+    g.block("rx", "infercom_rx", (260, y0), sps="sps", beta="beta", span="span", max_frame_len_log2=max_log2,
+            max_frames="4096", timeout_s="60.0", server_addr="server" if server else "''", feedback_addr="''",
             tx_ids="[]", hwm="1000")
-    g.chain(src, "rx_mf", "rx_sync")
-    g.link("rx_sync", "bursts", "rx_demod", "in")
-    g.link("rx_demod", "out", "rx_chase", "in")
-    g.link("rx_demod", "out", "rx_link", "in")
-    g.link("rx_link", "feedback", "rx_chase", "feedback")
-    return "rx_demod", "rx_chase"
+    g.link(src, 0, "rx", 0)
+    return "rx"
+
+
+def soft_file(g: Graph, rx: str, pos=(1000, 560)):
+    """The receiver's Chase-combined soft symbols, frame after frame, to the file ``soft_out``."""
+    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", pos, type="complex", tag="packet_len", minoutbuf=P2S_BUFFER)
+    g.block("rx_file", "blocks_file_sink", (pos[0] + 240, pos[1]), type="complex", file="soft_out",
+            unbuffered="False", append="False")
+    g.link(rx, "combined", "rx_p2s", "pdus")
+    g.link("rx_p2s", 0, "rx_file", 0)
 
 
 def common_vars(g: Graph, x0=200, sps="2"):
@@ -164,12 +167,12 @@ def loopback(gui: bool) -> Graph:
         g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (800, 200))
     tx = tx_section(g, continuous=True, feedback=True)
     ch = channel(g, tx, 320, gui)
-    demod, chase = rx_section(g, ch, gui=gui, max_log2="frame_len_log2")
-    g.link("rx_link", "feedback", "tx_ctl", "feedback")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
-            minoutbuf=P2S_BUFFER)
-    g.link(chase, "out", "rx_p2s", "pdus")
+    rx = rx_section(g, ch, max_log2="frame_len_log2")
+    g.link(rx, "feedback", tx, "feedback")
     if gui:
+        g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
+                minoutbuf=P2S_BUFFER)
+        g.link(rx, "combined", "rx_p2s", "pdus")
         g.block("gui_const", "qtgui_const_sink_x", (1240, 520), type="complex", name='"Soft symbols (Chase)"',
                 size="4096", autoscale="False", ymin="-2", ymax="2", xmin="-2", xmax="2", nconnections="1")
         g.block("gui_spec", "qtgui_freq_sink_x", (1700, 420), type="complex", name='"RX spectrum"',
@@ -179,13 +182,11 @@ def loopback(gui: bool) -> Graph:
         g.link("rx_p2s", 0, "gui_const", 0)
         g.link(ch, 0, "gui_spec", 0)
         g.block("rx_p2s_raw", "pdu_pdu_to_tagged_stream", (1000, 700), type="complex", tag="packet_len",
-            minoutbuf=P2S_BUFFER)
-        g.link(demod, "out", "rx_p2s_raw", "pdus")
+                minoutbuf=P2S_BUFFER)
+        g.link(rx, "frames", "rx_p2s_raw", "pdus")
         g.link("rx_p2s_raw", 0, "gui_soft", 0)
     else:
-        g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
-                append="False")
-        g.link("rx_p2s", 0, "rx_file", 0)
+        soft_file(g, rx)
     return g
 
 
@@ -204,7 +205,7 @@ def tx_zmq() -> Graph:
             pass_tags="False", hwm="-1")
     g.block("fb_link", "infercom_server_link", (16, 480), server_addr="''", feedback_addr="feedback_addr",
             tx_ids="[tx_id]", hwm="1000")
-    g.link("fb_link", "feedback", "tx_ctl", "feedback")
+    g.link("fb_link", "feedback", tx, "feedback")
     g.chain(tx, "tx_throttle", "iq_out")
     return g
 
@@ -223,13 +224,8 @@ def rx_zmq() -> Graph:
     g.block("ch_model", "channels_channel_model", (240, 320), noise_voltage="10 ** (-snr_db / 20.0)",
             freq_offset="cfo", epsilon="1.0", taps="[1.0]", seed="0", block_tags="False")
     g.chain("iq_in", "ch_model")
-    demod, chase = rx_section(g, "ch_model")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
-            minoutbuf=P2S_BUFFER)
-    g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
-            append="False")
-    g.link(chase, "out", "rx_p2s", "pdus")
-    g.link("rx_p2s", 0, "rx_file", 0)
+    rx = rx_section(g, "ch_model")
+    soft_file(g, rx)
     return g
 
 
@@ -264,7 +260,7 @@ def tx_uhd() -> Graph:
     g.block("tx_usrp", "uhd_usrp_sink", (1060, 400), **uhd_opts("tx", rx=False))
     g.block("fb_link", "infercom_server_link", (16, 560), server_addr="''", feedback_addr="feedback_addr",
             tx_ids="[tx_id]", hwm="1000")
-    g.link("fb_link", "feedback", "tx_ctl", "feedback")
+    g.link("fb_link", "feedback", tx, "feedback")
     g.chain(tx, "tx_amp", "tx_usrp")
     return g
 
@@ -277,19 +273,20 @@ def rx_uhd() -> Graph:
     g.param("server", "Server address", "str", "tcp://127.0.0.1:5555", (16, 200))
     g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (260, 200))
     g.block("rx_usrp", "uhd_usrp_source", (16, 400), **uhd_opts("rx", rx=True))
-    demod, chase = rx_section(g, "rx_usrp")
-    g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
-            minoutbuf=P2S_BUFFER)
-    g.block("rx_file", "blocks_file_sink", (1240, 560), type="complex", file="soft_out", unbuffered="False",
-            append="False")
-    g.link(chase, "out", "rx_p2s", "pdus")
-    g.link("rx_p2s", 0, "rx_file", 0)
+    rx = rx_section(g, "rx_usrp")
+    soft_file(g, rx)
     return g
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="write the flowgraphs of grc/")
+    p.add_argument("--out", type=Path, default=OUT, help="folder to write them to (default: the repository's grc/)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     for g in (loopback(True), loopback(False), tx_zmq(), rx_zmq(), tx_uhd(), rx_uhd()):
-        print("wrote", g.write())
+        print("wrote", g.write(args.out))
     return 0
 
 

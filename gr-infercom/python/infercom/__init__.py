@@ -21,6 +21,9 @@ BLOCKS = (
     "chase_combiner",
     "server_link",
     "block_fading",
+    # hierarchical blocks: the whole chains, built from the blocks above (apps, grc/ and users share them)
+    "tx",
+    "rx",
 )
 
 #: helpers usable in GRC expressions (thin re-exports, no logic of their own)
@@ -32,12 +35,19 @@ HELPERS = {
 __all__ = list(BLOCKS) + list(HELPERS)
 
 
+def block_class(name: str):
+    """The block class ``name``, made this package's attribute (also where its module was imported directly
+    first, which leaves the *module* as the package's attribute; the hier blocks get their blocks so)."""
+    if name not in BLOCKS:
+        raise AttributeError(f"module {__name__!r} has no block {name!r}")
+    cls = getattr(importlib.import_module(f"{__name__}.{name}"), name)
+    globals()[name] = cls
+    return cls
+
+
 def __getattr__(name: str):
     if name in BLOCKS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        cls = getattr(module, name)
-        globals()[name] = cls
-        return cls
+        return block_class(name)
     if name in HELPERS:
         module, attr = HELPERS[name]
         obj = getattr(importlib.import_module(module), attr)

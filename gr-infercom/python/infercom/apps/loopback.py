@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom loopback``: the headless loopback transceiver (grc/loopback_headless.grc) run end to end.
 
-TX controller -> frame modulator (RRC-shaped bursts) -> [block fading] -> CFO -> fractional timing offset ->
-AWGN at Es/N0 -> RRC matched filter -> burst sync -> frame demod -> Chase combiner -> local reconstruction
-(MMSE + bicubic via infercom.link), and with ``--server`` the soft frames also go to the inference server,
-whose ACK/NACK drives the transmitter's retransmissions.
+``infercom_tx`` (TX controller -> frame modulator, RRC-shaped bursts) -> [block fading] -> CFO -> fractional
+timing offset -> AWGN at Es/N0 -> ``infercom_rx`` (RRC matched filter -> burst sync -> frame demod -> Chase
+combiner) -> local reconstruction (MMSE + bicubic via infercom.link), and with ``--server`` the soft frames also
+go to the inference server, whose ACK/NACK drives the transmitter's retransmissions.
 
 Reported per image: frames sent / received / lost, header failures, measured vs configured SNR, BER per plane
 (MSB first) with its dB-equivalent loss against theory, retransmissions, and the image metrics of
@@ -25,6 +25,7 @@ import numpy as np
 import pmt
 from gnuradio import analog, blocks, filter, gr
 
+from infercom.channel import add_channel_arguments
 from infercom.nr import options as nr_cli
 
 from . import add_link_arguments, block_size, nr_options
@@ -42,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samp-rate", type=float, default=2e6, help="sample rate in S/s for --cfo-hz (default 2e6)")
     p.add_argument("--timing", type=float, default=None,
                    help="fractional timing offset in samples (default: drawn from the seed in [0, 1))")
-    p.add_argument("--fading", choices=("none", "block"), default="none")
-    p.add_argument("--fading-per", choices=("frame", "image"), default="frame")
+    # the GNU Radio channel cannot normalise an attempt's fading gains: no --snr-mode (always "average")
+    add_channel_arguments(p, fading="none", fading_per="image", snr_mode=None, with_frame_len=False)
     p.add_argument("--server", default=None,
                    help="inference server address, e.g. tcp://127.0.0.1:5555 (default: none, images are "
                         "reconstructed locally)")
@@ -114,69 +115,63 @@ class _collector(gr.basic_block):
 
 
 class LoopbackFlowgraph(gr.top_block):
-    """The headless loopback of grc/loopback_headless.grc, built in Python (same blocks, same wiring)."""
+    """The headless loopback of grc/loopback_headless.grc, built in Python from the same blocks with the same
+    wiring: the ``infercom_tx`` hier block -> [block fading] -> CFO -> fractional timing -> AWGN -> the
+    ``infercom_rx`` hier block, whose frames and Chase combinations go to the app's collector."""
 
-    def __init__(self, images, snr_db: float, cfo: float = 0.0, timing: float = 0.0, fading: str = "none",
-                 fading_per: str = "frame", server: str | None = None, attempts: int = 1, max_attempts: int = 4,
+    def __init__(self, images, snr_db: float, *, cfo: float = 0.0, timing: float = 0.0, fading: str = "none",
+                 fading_per: str = "image", server: str | None = None, attempts: int = 1, max_attempts: int = 4,
                  timeout_s: float = 10.0, sps: int = 2, gap=(64, 1024), seed: int = 0, tx_id: int = 0,
                  bh: int = 3, bw: int = 3, planes: int = 8, profile: str = "importance", design_snr_db: int = -4,
                  frame_len_log2: int = 15, max_images: int = 0, nr: dict | None = None):
         gr.top_block.__init__(self, "infercom_loopback_headless")
-        from .. import (block_fading, burst_sync, chase_combiner, frame_demod, frame_modulator, server_link,
-                        tx_controller)
-        from infercom.channel import rrc_taps
+        from .. import block_class
+
+        block_fading, rx, tx = (block_class(b) for b in ("block_fading", "rx", "tx"))
         from infercom.frame import FrameFormat
 
         fmt = FrameFormat(frame_len_log2=frame_len_log2, sps=sps)
         self.fmt = fmt
         self.sps = sps
-        taps = rrc_taps(sps, fmt.beta, fmt.span)
-        self.tx = tx_controller(images, tx_id, bh, bw, planes, profile, design_snr_db, 0, frame_len_log2,
-                                server is not None, attempts, max_attempts, timeout_s, 1, 40, 0, max_images,
-                                **(nr or {}))
-        self.mod = frame_modulator(0, gap[0], gap[1], True, 4096, seed, sps, fmt.beta, fmt.span)
+        self.txb = tx(images=images, tx_id=tx_id, bh=bh, bw=bw, planes=planes, profile=profile,
+                      design_snr_db=design_snr_db, key_id=0, frame_len_log2=frame_len_log2,
+                      use_feedback=server is not None, blind_attempts=attempts, max_attempts=max_attempts,
+                      timeout_s=timeout_s, window=1, max_in_flight=40, first_image_id=0, max_images=max_images,
+                      **(nr or {}), sps=sps, beta=fmt.beta, span=fmt.span, gap_min=gap[0], gap_max=gap[1],
+                      continuous=True, tail_symbols=0, max_queue=4096, seed=seed)
+        self.tx, self.mod = self.txb.ctl, self.txb.mod
         self.rot = blocks.rotator_cc(2 * math.pi * cfo)
         self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
         self.add = blocks.add_cc()
-        self.mf = filter.fft_filter_ccf(1, taps.tolist())
-        self.sync = burst_sync(sps, fmt.beta, fmt.span, True, frame_len_log2)
-        self.demod = frame_demod(sps, fmt.beta, fmt.span)
-        self.chase = chase_combiner(4096, 600.0)
+        self.rxb = rx(sps=sps, beta=fmt.beta, span=fmt.span, max_frame_len_log2=frame_len_log2, max_frames=4096,
+                      timeout_s=600.0, server_addr=server or "", tx_ids=[tx_id] if server else [], hwm=1000)
+        self.sync, self.demod, self.chase = self.rxb.sync, self.rxb.demod, self.rxb.chase
+        if server:
+            self.link = self.rxb.link
         self.sink = _collector()
-        for blk in (self.rot, self.delay, self.add, self.mf, self.noise):
+        for blk in (self.rot, self.delay, self.add, self.noise):
             blk.set_min_output_buffer(1 << 16)   # fewer scheduler wake-ups per sample
-        chain = [self.mod]
+        chain = [self.txb]
         if fading == "block":
-            self.fade = block_fading(fading_per, snr_db, seed + 2)
+            self.fade = block_fading(mode=fading_per, snr_db=snr_db, seed=seed + 2)
             chain.append(self.fade)
             self.msg_connect(self.fade, "snr", self.sink, "fading")
         chain += [self.rot, self.delay]
         self.connect(*chain)
         self.connect(self.delay, (self.add, 0))
         self.connect(self.noise, (self.add, 1))
-        self.connect(self.add, self.mf, self.sync)
-        self.msg_connect(self.tx, "frames", self.mod, "in")
-        self.msg_connect(self.mod, "sent", self.tx, "sent")
-        self.msg_connect(self.tx, "status", self.sink, "status")
-        self.msg_connect(self.sync, "bursts", self.demod, "in")
-        self.msg_connect(self.demod, "out", self.chase, "in")
-        self.msg_connect(self.demod, "out", self.sink, "frames")
-        self.msg_connect(self.chase, "out", self.sink, "combined")
-        if server:
-            self.link = server_link(server, "", [tx_id], 1000)
-            self.msg_connect(self.demod, "out", self.link, "in")
-            self.msg_connect(self.link, "feedback", self.tx, "feedback")
-            self.msg_connect(self.link, "feedback", self.chase, "feedback")
+        self.connect(self.add, self.rxb)
+        self.msg_connect(self.txb, "status", self.sink, "status")
+        self.msg_connect(self.rxb, "frames", self.sink, "frames")
+        self.msg_connect(self.rxb, "combined", self.sink, "combined")
+        self.msg_connect(self.rxb, "feedback", self.txb, "feedback")    # the server's ACK/NACK drive the ARQ
 
     def _messages_settled(self) -> bool:
-        d = self.demod.counters
-        handled = sum(d[k] for k in ("frames", "header_fail", "truncated", "overlap_skipped", "bad_pdus"))
         c = self.chase.counters
         with self.sink.lock:
-            n_frames, n_comb = len(self.sink.frames), c["combined"] + c["bad_pdus"] + c["duplicates"] + c["late"]
-            n_comb_sink = self.sink.n_combined
-        return (handled >= self.sync.counters["bursts"] and n_frames >= d["frames"] and n_comb >= d["frames"]
+            n_frames, n_comb_sink = len(self.sink.frames), self.sink.n_combined
+        return (self.rxb.settled() and n_frames >= self.demod.counters["frames"]
                 and n_comb_sink >= c["combined"])
 
     def run_until_done(self, wall_timeout: float = 600.0) -> bool:
@@ -340,10 +335,11 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         raise ValueError(f"--gap must be MIN:MAX symbols, got {args.gap!r}")
     images = [load_image(f) for f in files]
     cfg = LinkConfig(bh, bw, args.planes, args.profile, design)
-    fg = LoopbackFlowgraph(images, args.snr_db, cfo_frac / args.sps, timing, args.fading, args.fading_per,
-                           args.server, args.attempts, args.max_attempts, args.timeout_s, args.sps, gap,
-                           args.seed, args.tx_id, bh, bw, args.planes, args.profile, design, args.frame_len_log2,
-                           nr=nr_options(args))
+    fg = LoopbackFlowgraph(images, args.snr_db, cfo=cfo_frac / args.sps, timing=timing, fading=args.fading,
+                           fading_per=args.fading_per, server=args.server, attempts=args.attempts,
+                           max_attempts=args.max_attempts, timeout_s=args.timeout_s, sps=args.sps, gap=gap,
+                           seed=args.seed, tx_id=args.tx_id, bh=bh, bw=bw, planes=args.planes, profile=args.profile,
+                           design_snr_db=design, frame_len_log2=args.frame_len_log2, nr=nr_options(args))
     t0 = time.perf_counter()
     drained = fg.run_until_done(args.wall_timeout)
     wall = time.perf_counter() - t0

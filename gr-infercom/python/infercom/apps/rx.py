@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom rx``: the InferCom receiver over ZeroMQ IQ or a USRP (UHD).
 
-Radio -> RRC matched filter -> ``burst_sync`` -> ``frame_demod`` -> ``chase_combiner``, and with ``--server`` the
-soft frames go to the inference server (``server_link``) and its ACK/NACK feedback (from ``--feedback``,
-default the ``--server`` port + 1) releases the Chase combiner's frames; ``--curve-server-key`` and
-``--curve-key`` make both links CurveZMQ.  Mirrors grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs until
+Radio -> the ``infercom_rx`` hier block (``gnuradio.infercom.rx``: RRC matched filter -> ``burst_sync`` ->
+``frame_demod`` -> ``chase_combiner``), and with ``--server`` the soft frames go to the inference server
+(``server_link``) and its ACK/NACK feedback (from ``--feedback``, default the ``--server`` port + 1) releases the
+Chase combiner's frames; ``--curve-server-key`` and ``--curve-key`` make both links CurveZMQ.  ``--soft-out``
+writes the Chase-combined soft symbols to a file.  The same graph as grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs until
 ``--duration`` seconds passed (0 = until Ctrl-C or SIGTERM), then prints the receiver's counters as one JSON
 line on stdout (``{"summary": ...}``), preceded by one JSON line per received frame with ``--verbose``; a
 one-line "running" notice goes to stderr once the flowgraph runs.
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 import pmt
-from gnuradio import filter, gr
+from gnuradio import gr
 
 from . import add_curve_arguments, stop_on_signals
 
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: none added)")
     p.add_argument("--cfo-frac", type=float, default=0.0,
                    help="zmq: add a carrier offset, as a fraction of the symbol rate")
+    p.add_argument("--soft-out", default=None, metavar="FILE",
+                   help="write the Chase-combined soft symbols (complex64, frame after frame) to FILE, as the "
+                        "grc/rx_*.grc flowgraphs' soft_out (default: none, they are only counted)")
 
 
 class _frame_log(gr.basic_block):
@@ -75,12 +79,17 @@ class _frame_log(gr.basic_block):
 
 
 class RxFlowgraph(gr.top_block):
+    """Radio (ZeroMQ IQ or USRP) [-> channel model] -> the ``infercom_rx`` hier block [-> soft-symbol file]: the
+    graph of grc/rx_zmq.grc and grc/rx_uhd.grc."""
+
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_rx")
-        from .. import burst_sync, chase_combiner, frame_demod, server_link
+        from .. import block_class
         from ..hwconfig import configure_usrp, load_hw_config
-        from infercom.channel import rrc_taps
 
+        rx = block_class("rx")       # the class (the package attribute may be the module)
+        if not args.server and (args.feedback or args.curve_server_key or args.curve_key):
+            raise ValueError("--feedback, --curve-server-key and --curve-key need --server")
         self.hw = load_hw_config(args.hw) if args.radio == "uhd" else None
         sps = self.hw["sps"] if self.hw else args.sps
         if args.radio == "zmq":
@@ -93,40 +102,35 @@ class RxFlowgraph(gr.top_block):
             hw = self.hw
             self.src = uhd.usrp_source(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
             configure_usrp(self.src, hw, "rx", uhd.ALL_MBOARDS)
-        self.mf = filter.fft_filter_ccf(1, rrc_taps(sps, 0.35, 8).tolist())
-        self.mf.set_min_output_buffer(1 << 16)
         src = self.src
         if args.radio == "zmq" and (args.snr_db is not None or args.cfo_frac):
             from gnuradio import channels
 
             n0 = 10 ** (-args.snr_db / 10.0) if args.snr_db is not None else 0.0
-            self.channel = channels.channel_model(float(np.sqrt(n0)), args.cfo_frac / sps, 1.0, [1.0], 0, False)
+            self.channel = channels.channel_model(noise_voltage=float(np.sqrt(n0)),
+                                                  frequency_offset=args.cfo_frac / sps, epsilon=1.0, taps=[1.0],
+                                                  noise_seed=0, block_tags=False)
             self.connect(self.src, self.channel)
             src = self.channel
-        self.sync = burst_sync(sps, 0.35, 8, True, args.max_frame_len_log2)
-        self.demod = frame_demod(sps, 0.35, 8)
-        self.chase = chase_combiner(4096, 60.0)
+        self.rx = rx(sps=sps, max_frame_len_log2=args.max_frame_len_log2, max_frames=4096, timeout_s=60.0,
+                     server_addr=args.server or "", feedback_addr=args.feedback or "", tx_ids=[], hwm=1000,
+                     curve_server_key=args.curve_server_key or "", curve_key=args.curve_key or "")
+        self.sync, self.demod, self.chase, self.link = self.rx.sync, self.rx.demod, self.rx.chase, self.rx.link
         self.log = _frame_log(args.verbose)
-        self.connect(src, self.mf, self.sync)
-        self.msg_connect(self.sync, "bursts", self.demod, "in")
-        self.msg_connect(self.demod, "out", self.chase, "in")
-        self.msg_connect(self.demod, "out", self.log, "in")
-        self.link = None
-        if not args.server and (args.feedback or args.curve_server_key or args.curve_key):
-            raise ValueError("--feedback, --curve-server-key and --curve-key need --server")
-        if args.server:
-            self.link = server_link(args.server, args.feedback or "", [], 1000, args.curve_server_key or "",
-                                    args.curve_key or "")
-            self.msg_connect(self.demod, "out", self.link, "in")
-            self.msg_connect(self.link, "feedback", self.chase, "feedback")
+        self.connect(src, self.rx)
+        self.msg_connect(self.rx, "frames", self.log, "in")
+        if args.soft_out:
+            from gnuradio import blocks, pdu
+
+            # the Chase-combined soft symbols, frame after frame (complex64), as grc/rx_*.grc's soft_out
+            self.p2s = pdu.pdu_to_tagged_stream(gr.types.complex_t, "packet_len")
+            self.p2s.set_min_output_buffer(2 * 2 ** 16)      # a whole frame's soft symbols must fit
+            self.soft_file = blocks.file_sink(gr.sizeof_gr_complex, args.soft_out, False)
+            self.msg_connect(self.rx, "combined", self.p2s, "pdus")
+            self.connect(self.p2s, self.soft_file)
 
     def counters(self) -> dict:
-        out = {"samples": int(self.sync.nitems_read(0)), "sync": dict(self.sync.counters),
-               "demod": dict(self.demod.counters), "chase": dict(self.chase.counters),
-               "chase_held_frames": self.chase.held_frames()}
-        if self.link is not None:
-            out["server_link"] = dict(self.link.counters)
-        return out
+        return self.rx.counters()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom tx``: the InferCom transmitter over ZeroMQ IQ (a radio stand-in) or a USRP (UHD).
 
-Images -> ``tx_controller`` (frames, ARQ) -> ``frame_modulator`` (RRC-shaped bursts) -> radio.  With
-``--feedback ADDR`` the transmitter subscribes to the inference server's feedback PUB and retransmits on NACK
-or timeout (ARQ); without it every image is sent ``--attempts`` times.  ``--curve-server-key`` and
-``--curve-key`` make that subscription CurveZMQ.  Mirrors grc/tx_zmq.grc and grc/tx_uhd.grc; the radio set-up
-comes from ``hw_configs/<name>.yaml`` (``--hw``).  Prints one JSON record per image and a JSON summary on
-stdout when every image ended, or on Ctrl-C / SIGTERM.
+Images -> the ``infercom_tx`` hier block (``gnuradio.infercom.tx``: ``tx_controller`` (frames, ARQ) ->
+``frame_modulator`` (RRC-shaped bursts)) -> radio.  With ``--feedback ADDR`` the transmitter subscribes to the
+inference server's feedback PUB and retransmits on NACK or timeout (ARQ); without it every image is sent
+``--attempts`` times.  ``--curve-server-key`` and ``--curve-key`` make that subscription CurveZMQ.  The same
+graph as grc/tx_zmq.grc and grc/tx_uhd.grc; the radio set-up comes from ``hw_configs/<name>.yaml`` (``--hw``).
+Prints one JSON record per image and a JSON summary on stdout when every image ended, or on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -49,12 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class TxFlowgraph(gr.top_block):
+    """The ``infercom_tx`` hier block [+ a feedback-only ``server_link``] -> radio (ZeroMQ IQ or USRP): the graph
+    of grc/tx_zmq.grc and grc/tx_uhd.grc."""
+
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_tx")
-        from .. import frame_modulator, server_link, tx_controller
+        from .. import block_class
         from ..hwconfig import configure_usrp, load_hw_config
         from infercom.frame import FrameFormat
 
+        server_link, tx = block_class("server_link"), block_class("tx")   # the classes, not the modules
         if not args.feedback and (args.curve_server_key or args.curve_key):
             raise ValueError("--curve-server-key and --curve-key need --feedback")
         bh, bw = block_size(args)
@@ -63,24 +67,26 @@ class TxFlowgraph(gr.top_block):
         fmt = FrameFormat(frame_len_log2=args.frame_len_log2, sps=sps)
         design = args.design_snr_db if args.design_snr_db is not None else -4
         gap = tuple(int(g) for g in args.gap.split(":"))
-        self.tx = tx_controller(args.images, args.tx_id, bh, bw, args.planes, args.profile, design, 0,
-                                args.frame_len_log2, args.feedback is not None, args.attempts, args.max_attempts,
-                                args.timeout_s, 1, 8, 0, args.max_images, **nr_options(args))
         continuous = args.radio == "zmq"
-        self.mod = frame_modulator(0, gap[0] if continuous else 0, gap[1] if continuous else 0,
-                                   continuous, 4096, args.seed, sps, fmt.beta, fmt.span)
-        self.msg_connect(self.tx, "frames", self.mod, "in")
-        self.msg_connect(self.mod, "sent", self.tx, "sent")
+        self.txb = tx(images=args.images, tx_id=args.tx_id, bh=bh, bw=bw, planes=args.planes, profile=args.profile,
+                      design_snr_db=design, key_id=0, frame_len_log2=args.frame_len_log2,
+                      use_feedback=args.feedback is not None, blind_attempts=args.attempts,
+                      max_attempts=args.max_attempts, timeout_s=args.timeout_s, window=1, max_in_flight=8,
+                      first_image_id=0, max_images=args.max_images, **nr_options(args),
+                      sps=sps, beta=fmt.beta, span=fmt.span, gap_min=gap[0] if continuous else 0,
+                      gap_max=gap[1] if continuous else 0, continuous=continuous, tail_symbols=0, max_queue=4096,
+                      seed=args.seed)
+        self.tx, self.mod = self.txb.ctl, self.txb.mod
         if args.feedback:
-            self.fb = server_link("", args.feedback, [args.tx_id], 1000, args.curve_server_key or "",
-                                  args.curve_key or "")
-            self.msg_connect(self.fb, "feedback", self.tx, "feedback")
+            self.fb = server_link(server_addr="", feedback_addr=args.feedback, tx_ids=[args.tx_id], hwm=1000,
+                                  curve_server_key=args.curve_server_key or "", curve_key=args.curve_key or "")
+            self.msg_connect(self.fb, "feedback", self.txb, "feedback")
         if args.radio == "zmq":
             from gnuradio import zeromq
 
             self.throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate, True)
             self.sink = zeromq.push_sink(gr.sizeof_gr_complex, 1, args.iq_addr, 100, False, -1)
-            self.connect(self.mod, self.throttle, self.sink)
+            self.connect(self.txb, self.throttle, self.sink)
         else:
             from gnuradio import uhd
 
@@ -88,7 +94,7 @@ class TxFlowgraph(gr.top_block):
             self.amp = blocks.multiply_const_cc(args.amplitude)
             self.sink = uhd.usrp_sink(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
             configure_usrp(self.sink, hw, "tx", uhd.ALL_MBOARDS)
-            self.connect(self.mod, self.amp, self.sink)
+            self.connect(self.txb, self.amp, self.sink)
 
 
 def run(args: argparse.Namespace) -> int:
