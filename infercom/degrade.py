@@ -23,7 +23,6 @@ redistributes the SNR between frames. With ``"average"`` the gains are the raw R
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 

@@ -7,14 +7,17 @@ options are :func:`infercom.channel.add_channel_arguments`, the NR baseline's :m
 from __future__ import annotations
 
 import argparse
+import math
 
 from .imageio import parse_rate
 from .limits import DESIGN_SNR_MAX_DB, DESIGN_SNR_MIN_DB, MAX_PLANES, PROFILES
 
-__all__ = ["add_link_arguments", "block_size", "DEFAULT_RATE"]
+__all__ = ["add_link_arguments", "block_size", "parse_snr_db", "DEFAULT_RATE", "SNR_RANGE_DB"]
 
 #: the source rate when neither --rate nor --block is given
 DEFAULT_RATE = "1/9"
+#: Es/N0 values a command accepts (dB, inclusive); beyond them a simulation says nothing new
+SNR_RANGE_DB = (-40.0, 60.0)
 
 
 def add_link_arguments(p: argparse.ArgumentParser, design_snr_default: str) -> None:
@@ -37,3 +40,28 @@ def block_size(args: argparse.Namespace) -> tuple[int, int]:
     """``(bh, bw)`` of parsed :func:`add_link_arguments` flags (``--block`` wins, else ``--rate``, else
     :data:`DEFAULT_RATE`); a bad value raises ``ValueError``."""
     return parse_rate(args.block if args.block else (args.rate or DEFAULT_RATE))
+
+
+def parse_snr_db(tokens, allow_noiseless: bool = False) -> list[float]:
+    """``--snr-db`` tokens (``--snr-db -4 0 4`` or ``--snr-db=-4,0,4``; each token may be comma-separated) ->
+    Es/N0 values in dB within :data:`SNR_RANGE_DB`; ``inf`` (the noiseless channel) only where
+    ``allow_noiseless``.  ValueError naming ``--snr-db`` for anything else, or for no value at all."""
+    lo, hi = SNR_RANGE_DB
+    out = []
+    for tok in tokens:
+        for part in str(tok).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                v = float(part)
+            except ValueError:
+                raise ValueError(f"--snr-db: cannot parse {part!r} (dB{', or inf' if allow_noiseless else ''})") \
+                    from None
+            if not (lo <= v <= hi or (allow_noiseless and v == math.inf)):
+                raise ValueError(f"--snr-db: {part!r} is outside {lo:g}..{hi:g} dB"
+                                 f"{' (or inf, noiseless)' if allow_noiseless else ''}")
+            out.append(v)
+    if not out:
+        raise ValueError("--snr-db: no Es/N0 given")
+    return out

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 import time
@@ -152,25 +151,6 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, chan: channel.SymbolCh
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def _snr_list(tokens: list[str]) -> list[float]:
-    out = []
-    for tok in tokens:
-        for part in str(tok).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                v = float(part)
-            except ValueError:
-                raise ValueError(f"cannot parse SNR {part!r} (dB)") from None
-            if not math.isfinite(v) or not -40 <= v <= 60:
-                raise ValueError(f"SNR {part!r} dB outside -40..60")
-            out.append(v)
-    if not out:
-        raise ValueError("no SNR given")
-    return out
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (or one image file)")
     p.add_argument("--snr-db", required=True, nargs="+",
@@ -270,7 +250,7 @@ def _write_records(path: Path, records: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        snrs = _snr_list(args.snr_db)
+        snrs = options.parse_snr_db(args.snr_db)
         bh, bw = options.block_size(args)
         files = imageio.list_images(args.images)
         if args.max_images is not None:

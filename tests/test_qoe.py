@@ -18,7 +18,6 @@ from scipy.special import gamma
 from infercom import metrics, source
 from receiver_server.qoe import REGISTRY, get_qoe
 from receiver_server.qoe.base import rgb_to_gray, rgb_to_y
-from receiver_server.qoe.calibrate import best_threshold
 from receiver_server.qoe.imresize import contributions, imresize
 from receiver_server.qoe.niqe import DEFAULT_PARAMS, load_pristine
 from receiver_server.qoe.thresholds import Threshold, load_thresholds, threshold

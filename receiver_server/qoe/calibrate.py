@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -56,6 +55,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from infercom.options import parse_snr_db
 
 DEFAULT_DATASETS = Path(os.environ.get("INFERCOM_DATASETS",
                                        Path(__file__).resolve().parents[3] / "shared" / "datasets"))
@@ -378,22 +379,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_snrs(tokens: list[str] | None) -> list[float]:
-    """``--snr-db`` tokens (each may be comma-separated) -> Es/N0 values in dB; ``inf`` = the noiseless channel.
-    ValueError for anything else, or for nothing."""
-    out = []
-    for tok in tokens if tokens is not None else [DEFAULT_SNRS]:
-        for part in str(tok).split(","):
-            if part.strip():
-                try:
-                    v = float(part)
-                except ValueError:
-                    raise ValueError(f"cannot parse --snr-db value {part.strip()!r} (dB, or inf)") from None
-                if math.isnan(v) or v == -math.inf:
-                    raise ValueError(f"--snr-db value {part.strip()!r} is not an Es/N0")
-                out.append(v)
-    if not out:
-        raise ValueError("--snr-db: no Es/N0 given")
-    return out
+    """``--snr-db`` tokens (each may be comma-separated; None: :data:`DEFAULT_SNRS`) -> Es/N0 values in dB;
+    ``inf`` = the noiseless channel (:func:`infercom.options.parse_snr_db`)."""
+    return parse_snr_db(tokens if tokens is not None else [DEFAULT_SNRS], allow_noiseless=True)
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infercom import channel, degrade, imageio, link, metrics
+from infercom import channel, degrade, imageio, link, metrics, options
 from infercom.limits import MAX_ATTEMPT, PROFILES
 
 DEFAULT_SNRS = "-8,-6,-4,-2,0"
@@ -57,13 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-niqe", action="store_true")
     p.add_argument("--grid-image", type=int, default=0, help="index of the image shown in the grid")
     p.add_argument("--out", default="out/eval_restorer")
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"cannot parse a comma-separated list of numbers from {text!r}") from None
 
 
 def make_restorers(names: list[str], device: str, checkpoint, steps) -> dict:
@@ -205,7 +198,7 @@ def evaluate(args) -> dict:
 
     torch.set_num_threads(max(1, int(args.threads)))
     rates = [imageio.parse_rate(r) for r in str(args.rates).split(",") if r.strip()]
-    snrs = _floats(",".join(args.snr_db or [DEFAULT_SNRS]))
+    snrs = options.parse_snr_db(args.snr_db or [DEFAULT_SNRS])
     names = [n.strip() for n in str(args.restorers).split(",") if n.strip()]
     if not rates or not snrs or not names:
         raise ValueError("--rates, --snr-db and --restorers must each name at least one item")
