@@ -472,3 +472,35 @@ def test_stage2_finds_the_peak_beyond_its_window(rng, span):
     cand = det._stage2(p + span[0], p + span[1], 1.0)
     assert cand is not None and abs(cand.timing - t_true) < 0.25, (cand, t_true)
     assert abs(cand.cfo * SPS - 0.006) < 5e-4
+
+
+def test_windowing_stage_cuts_exact_bursts_and_counts_too_long():
+    """BurstReceiver with a windowing stage of its own (what the GNU Radio burst_sync block runs): one window per
+    burst, starting PRE_SAMPLES before floor(timing) and exactly burst_window_len long, and demod_window on those
+    windows gives bit-identically the default receiver's frames.  Frames longer than max_frame_len_log2 are
+    counted as truncated / too_long and skipped, the next frames still decode."""
+    rng = np.random.default_rng(61)
+    frames = _short_frames(rng, 2)
+    x, starts = _stream(frames, rng, gap=(0, 3000))
+    y = _impair(x, rng, 3.0, 0.004, 0.3)
+    ref, _ = _receive(y)
+    fmt = F.FrameFormat()
+    windows = []
+
+    def keep(w):
+        windows.append(sync.BurstWindow(w.candidate, w.header, w.start, w.z.copy(), w.n_symbols))
+        return sync.demod_window(w, fmt, fmt.span * fmt.sps)
+
+    rx = sync.BurstReceiver(sps=SPS, windower=lambda: sync.BurstWindower(fmt, 16, True, sink=keep))
+    out = rx.feed(y[:70_000]) + rx.feed(y[70_000:]) + rx.flush()
+    assert [f.header for f in out] == [f.header for f in ref] == [h for h, _ in frames]
+    for f, g, w in zip(out, ref, windows):
+        assert np.array_equal(f.y, g.y) and f.timing == g.timing and f.snr_db == g.snr_db
+        n_sym = fmt.frame_symbols(w.header.header.payload_len())
+        assert w.n_symbols == n_sym and sync.PRE_SAMPLES <= w.header.timing < sync.PRE_SAMPLES + 1
+        assert w.z.size == sync.burst_window_len(w.header.timing, n_sym, SPS)
+        assert w.start + w.header.timing == f.timing
+    # frames of 2**10 payload symbols with a stage that accepts at most 2**9: counted and skipped
+    rx = sync.BurstReceiver(sps=SPS, windower=lambda: sync.BurstWindower(fmt, 9, sink=keep))
+    assert rx.feed(y) + rx.flush() == []
+    assert rx.counters["truncated"] == rx.counters["too_long"] == len(frames) and rx.counters["header_fail"] == 0

@@ -11,11 +11,12 @@ the same causal RRC filter).  The stages are separately callable, so GNU Radio b
 | ``matched_filter`` | :class:`MatchedFilter`, streaming RRC matched filter (numba) |
 | ``detector`` | :class:`BurstDetector` (two-stage preamble detector -> :class:`Candidate` s), its thresholds |
 | ``detector_kernels`` | its numba kernels (segment correlations, stage 1, stage 2) |
-| ``demod`` | :func:`demod_header`, :func:`demod_payload`, streaming :class:`BurstDemodulator`, ``SNR_MAX_DB`` |
+| ``demod`` | :func:`demod_header`, :func:`demod_payload`, ``SNR_MAX_DB`` |
+| ``window`` | :class:`BurstWindower` (history, header decoding, burst windows, margins), :class:`BurstDemodulator` |
 | ``demod_kernels`` | their numba kernels (pilot tracking, equalisation, fine timing, gain / noise, refinement) |
 | ``interpolator`` | fractional-timing symbol interpolation with CFO de-rotation (numba) |
 | ``receiver`` | :class:`BurstReceiver`: the three stages chained over a stream, bounded memory |
-| ``frames`` | :class:`Candidate`, :class:`HeaderResult`, :class:`ReceivedFrame`, burst lengths in samples |
+| ``frames`` | :class:`Candidate`, :class:`HeaderResult`, :class:`BurstWindow`, :class:`ReceivedFrame`, burst lengths |
 | ``templates`` | preamble geometry and templates shared by the above |
 | ``reference`` | numpy references of the kernels (tests) |
 | ``measure`` | :func:`benchmark`, :func:`measure_detection`, :func:`noise_statistics` (docs/phy.md numbers) |
@@ -23,12 +24,14 @@ the same causal RRC filter).  The stages are separately callable, so GNU Radio b
 Every name is re-exported here (``infercom.sync.X``), private ones included (tests use them).
 """
 
-from .demod import BurstDemodulator, demod_header, demod_payload
+from .demod import demod_header, demod_payload
 from .detector import BurstDetector, detector_thresholds, stage1_metric
-from .frames import Candidate, HeaderResult, ReceivedFrame, burst_len_samples, header_len_samples
+from .frames import BurstWindow, Candidate, HeaderResult, ReceivedFrame, burst_len_samples, header_len_samples
 from .matched_filter import MatchedFilter
 from .receiver import BurstReceiver
 from .reference import stage1_metric_ref
+from .window import (PRE_SAMPLES, BurstDemodulator, BurstWindower, burst_window_len, busy_until, demod_window,
+                     header_window_len)
 
 # re-exported for tests, tools and the docs' commands (``infercom.sync.X`` as before the split into a package)
 from .demod import (  # noqa: F401
@@ -48,5 +51,6 @@ from .reference import (  # noqa: F401
 from .templates import _E, _PRE, _PRE_C, _PRE_C_I, _PRE_C_R, NP, L, S, _U  # noqa: F401
 
 __all__ = ["Candidate", "ReceivedFrame", "HeaderResult", "MatchedFilter", "BurstDetector", "BurstDemodulator",
-           "BurstReceiver", "demod_header", "demod_payload", "burst_len_samples", "header_len_samples",
+           "BurstReceiver", "BurstWindower", "BurstWindow", "demod_window", "PRE_SAMPLES", "header_window_len",
+           "burst_window_len", "busy_until", "demod_header", "demod_payload", "burst_len_samples", "header_len_samples",
            "detector_thresholds", "stage1_metric", "stage1_metric_ref"]

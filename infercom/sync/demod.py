@@ -10,6 +10,9 @@
 2. :func:`demod_payload` -- the payload symbols, de-rotated with the refined CFO, phase-tracked on the pilots,
    equalised: ``y = x + n`` with ``noise_var = N0/|h|^2``.
 
+The streaming :class:`BurstDemodulator` (history, windows, truncation) lives in :mod:`infercom.sync.window`
+and is re-exported here.
+
 Input: float32 real / imaginary windows of the matched-filtered stream (``fmt.sps`` samples per symbol); timings
 in (fractional) samples, CFO in cycles per sample at the API (cycles per symbol inside, ``f_sym``), phases in
 rad, noise variances complex per symbol, SNR as Es/N0 in dB (capped at :data:`SNR_MAX_DB`).
@@ -17,7 +20,6 @@ rad, noise variances complex per symbol, SNR as Es/N0 in dB (capped at :data:`SN
 
 from __future__ import annotations
 
-import cmath
 import math
 from functools import lru_cache
 
@@ -26,9 +28,14 @@ import numpy as np
 from .. import preamble as pre
 from ..frame import FrameFormat
 from ..header import HEADER_SYMBOLS, codeword_symbols, decode_header_codeword
-from .demod_kernels import (_equalise_kernel, _gain_noise_kernel, _pilot_track_kernel, _pre_energy_kernel,
-                            _refine_kernel)
-from .frames import Candidate, HeaderResult, ReceivedFrame, header_len_samples
+from .demod_kernels import (
+    _equalise_kernel,
+    _gain_noise_kernel,
+    _pilot_track_kernel,
+    _pre_energy_kernel,
+    _refine_kernel,
+)
+from .frames import HeaderResult
 from .interpolator import _INTERP_HALF, _interp_taps, _symbols
 from .templates import _PRE, _PRE_C, _PRE_C_I, _PRE_C_R, NP, L, S
 
@@ -103,8 +110,15 @@ def _pre_template(f_sym: float) -> tuple[np.ndarray, np.ndarray]:
     """conj(preamble) de-rotated by ``f_sym`` cycles/symbol: (real, imag) float32, for :func:`_seg_energy`."""
     if f_sym == 0.0:
         return _PRE_C_R, _PRE_C_I
-    t = _PRE_C * np.exp(-2j * np.pi * f_sym * np.arange(NP))
+    # exp(-2 pi j f k), k = 32 a + b, as the outer product of two 32-point phasor sets (64 exponentials
+    # instead of 1024; the same values to ~1e-16 before the float32 rounding)
+    w = -2j * np.pi * f_sym
+    t = (_PRE_C.reshape(32, 32) * (np.exp(w * _K32A)[:, None] * np.exp(w * _K32B)[None, :])).reshape(-1)
     return np.ascontiguousarray(t.real, np.float32), np.ascontiguousarray(t.imag, np.float32)
+
+
+_K32A = 32.0 * np.arange(32)
+_K32B = np.arange(32, dtype=np.float64)
 
 
 def _seg_energy(zr, zi, timing, sps, template=None):
@@ -171,6 +185,12 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
 def demod_payload(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = None, smooth: int = 4):
     """Equalised payload data symbols of a burst whose header was decoded by :func:`demod_header` (same
     window).  Returns (y complex64 (n,), noise_var float32 (n,)) with ``noise_var = N0/|h|^2``."""
+    y, nv = demod_payload_scalar_nv(zr, zi, hr, fmt, smooth)
+    return y, np.full(y.size, nv, np.float32)
+
+
+def demod_payload_scalar_nv(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = None, smooth: int = 4):
+    """:func:`demod_payload` with the noise variance as one float32 (the same for every symbol of a frame)."""
     fmt = fmt or FrameFormat()
     h = hr.header
     if h is None:
@@ -183,128 +203,8 @@ def demod_payload(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = None, smoo
     t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=smooth)
     out = np.empty(n_pay, np.complex64)
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(hr.h_abs, 1e-12)), out)
-    nv = np.full(n_pay, hr.noise_var / max(hr.h_abs**2, 1e-30), np.float32)
-    return out, nv
+    return out, np.float32(hr.noise_var / max(hr.h_abs**2, 1e-30))
 
 
-class BurstDemodulator:
-    """Streaming demodulation of detected bursts: keeps a bounded history of the matched-filtered stream,
-    takes :class:`Candidate` s (absolute timing) and returns :class:`ReceivedFrame` s when their samples have
-    arrived.  ``flush()`` at the end of the input counts bursts that cannot complete as truncated."""
-
-    def __init__(self, fmt: FrameFormat | None = None, sample_offset: int = 0):
-        self.fmt = fmt or FrameFormat()
-        self.sps = self.fmt.sps
-        self.sample_offset = int(sample_offset)  # matched-filter delay (reported sample_index = timing - this)
-        self.max_burst = FrameFormat(frame_len_log2=16).burst_len_samples(1 << 16) + 4 * _INTERP_HALF
-        self._cap = 2 * self.max_burst + (1 << 18)
-        self.max_push = self._cap // 4
-        self._zr = np.zeros(self._cap, np.float32)
-        self._zi = np.zeros(self._cap, np.float32)
-        self._n = 0
-        self._base = 0
-        self._queue: list[Candidate] = []
-        self._pending: tuple[Candidate, HeaderResult] | None = None
-        self._busy_until = -1  # absolute index: (end - half a preamble) of the last burst whose header decoded
-        self.counters = {"frames": 0, "header_fail": 0, "truncated": 0, "overlap_skipped": 0,
-                         "dropped_candidates": 0}
-
-    def _append(self, zr, zi):
-        n = zr.size
-        if self._n + n > self._cap:
-            keep = self._base + self._n - self.max_burst  # never keep less than one burst of history
-            if self._pending is not None:
-                keep = min(keep, int(self._pending[0].timing) - 4 * _INTERP_HALF)
-            if self._queue:
-                keep = min(keep, int(self._queue[0].timing) - 4 * _INTERP_HALF)
-            keep = max(keep, self._base)
-            k = keep - self._base
-            if self._n - k + n > self._cap:  # a candidate older than the history bound: drop it
-                keep = self._base + self._n + n - self._cap
-                k = keep - self._base
-            self._zr[: self._n - k] = self._zr[k: self._n]
-            self._zi[: self._n - k] = self._zi[k: self._n]
-            self._n -= k
-            self._base = keep
-        self._zr[self._n: self._n + n] = zr
-        self._zi[self._n: self._n + n] = zi
-        self._n += n
-
-    def feed(self, zr, zi, candidates=()) -> list[ReceivedFrame]:
-        zr = np.asarray(zr, np.float32)
-        zi = np.asarray(zi, np.float32)
-        self._queue.extend(candidates)
-        out: list[ReceivedFrame] = []
-        step = self._cap // 4
-        for i in range(0, max(zr.size, 1), step):
-            self._append(zr[i:i + step], zi[i:i + step])
-            out.extend(self._process())
-        return out
-
-    def _process(self) -> list[ReceivedFrame]:
-        out = []
-        end = self._base + self._n
-        while True:
-            if self._pending is None:
-                if not self._queue:
-                    return out
-                cand = self._queue[0]
-                if cand.timing < self._busy_until:
-                    self._queue.pop(0)
-                    self.counters["overlap_skipped"] += 1
-                    continue
-                lo = math.floor(cand.timing) - 2 * _INTERP_HALF
-                if lo < self._base:
-                    self._queue.pop(0)
-                    self.counters["dropped_candidates"] += 1
-                    continue
-                if end < int(cand.timing) + header_len_samples(self.fmt) + 4 * _INTERP_HALF:
-                    return out
-                self._queue.pop(0)
-                rel = cand.timing - lo
-                a = lo - self._base
-                b = min(end - self._base, a + int(rel) + header_len_samples(self.fmt) + 4 * _INTERP_HALF)
-                hr = demod_header(self._zr[a:b], self._zi[a:b], rel, cand.cfo, self.fmt)
-                if hr.header is None:
-                    self.counters["header_fail"] += 1
-                    continue
-                hr.timing += lo  # absolute
-                self._pending = (cand, hr)
-                self._busy_until = hr.timing + (self.fmt.frame_symbols(hr.header.payload_len()) - NP // 2) * self.sps
-            cand, hr = self._pending
-            need = math.ceil(hr.timing) + \
-                self.fmt.frame_symbols(hr.header.payload_len()) * self.sps + 2 * _INTERP_HALF
-            if end < need:
-                return out
-            lo = math.floor(hr.timing) - 2 * _INTERP_HALF
-            a = lo - self._base
-            b = need - self._base
-            rel_hr = HeaderResult(hr.header, hr.cfo_sym, hr.phase0, hr.h_abs, hr.noise_var, hr.snr_db,
-                                  hr.timing - lo)
-            y, nv = demod_payload(self._zr[a:b], self._zi[a:b], rel_hr, self.fmt)
-            self._pending = None
-            self.counters["frames"] += 1
-            out.append(ReceivedFrame(header=hr.header, y=y, noise_var=nv, snr_db=hr.snr_db,
-                                     cfo=hr.cfo_sym / self.sps, h=cmath.rect(hr.h_abs, hr.phase0),
-                                     sample_index=int(round(hr.timing)) - self.sample_offset, timing=hr.timing,
-                                     metric=cand.m2))
-
-    @property
-    def waiting(self) -> bool:
-        """True while a candidate or a decoded header waits for more samples."""
-        return bool(self._queue) or self._pending is not None
-
-    @property
-    def busy_until(self) -> float:
-        """Absolute sample index up to which the stream belongs to a burst whose header has decoded (a
-        detector need not look for preambles before it)."""
-        return self._busy_until
-
-    def flush(self) -> list[ReceivedFrame]:
-        """End of input: count the pending burst and queued candidates that lack samples as truncated."""
-        out = self._process()
-        n = (1 if self._pending is not None else 0) + len(self._queue)
-        self.counters["truncated"] += n
-        self._pending = None
-        self._queue.clear()
-        return out
+# the streaming demodulator is the windowing stage plus demod_payload (window.py imports demod_header from here)
+from .window import BurstDemodulator  # noqa: F401  (re-export)

@@ -97,6 +97,11 @@ class BurstDetector:
         self.la = 3 * self.W + self.search + 2 * self.G
         self.min_chunk = int(min_chunk)
         self.sub_block = 8192  # stage-1 positions per kernel call
+        # ... but the first call after a jump of the scan (a candidate, skip_to past a decoded burst) takes fewer:
+        # on a busy channel the next preamble is close (a gap away), and the rest of a long sub-block would be
+        # computed for nothing
+        self.sub_block_first = 2048
+        self._sub = self.sub_block
         self._phases = (0, self.sps // 2)  # two phases half a symbol apart: timing loss <= 1 dB
         self._phases_arr = np.array(self._phases, np.int64)
         self._ur = _U.real.copy()
@@ -155,7 +160,9 @@ class BurstDetector:
     def skip_to(self, index: int) -> None:
         """Do not look for preambles before absolute sample ``index`` (e.g. inside a burst whose header has
         decoded; bursts do not overlap)."""
-        self._scan = max(self._scan, int(index))
+        if int(index) > self._scan:
+            self._scan = int(index)
+            self._sub = self.sub_block_first
 
     def feed(self, zr, zi, final: bool = False, max_candidates: int | None = None) -> list[Candidate]:
         """Append a matched-filtered chunk and scan it.  ``final``: the input ends here (scan to the end of
@@ -186,7 +193,8 @@ class BurstDetector:
             if n_dec <= 0:
                 return out
             # in sub-blocks, so that scanning stops soon after a preamble (the rest of its burst is skipped)
-            n_sub = min(n_dec, self.sub_block)
+            n_sub = min(n_dec, self._sub)
+            self._sub = self.sub_block
             m1 = np.empty(n_sub + NP, np.float32)
             c = _stage1_scan_kernel(self._zr, self._zi, s0, self.sps, self._phases_arr, n_sub, self.t1, m1)
             if c < 0:
@@ -203,6 +211,7 @@ class BurstDetector:
                 self.counters["stage2"] += 1
                 out.append(cand)
                 self._scan = math.floor(cand.timing) + self.W + self.G
+            self._sub = self.sub_block_first
 
     def _stage2_metric(self, a: int, b: int):
         """(D real, D imag, M2) over buffer positions [a, b) (float32, float32, float64)."""

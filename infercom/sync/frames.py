@@ -56,6 +56,30 @@ class HeaderResult:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class BurstWindow:
+    """A burst's samples as :class:`~infercom.sync.window.BurstWindower` hands them on: the detector's
+    ``candidate`` (absolute timing), the :class:`HeaderResult` (``header.header`` None when the header failed;
+    ``header.timing`` relative to the window), ``start`` = absolute index of ``z[0]`` in the matched-filtered
+    stream, complex64 ``z`` (a view into the windower's history, valid only inside the sink call: copy what must
+    stay; ``zr`` / ``zi`` its real / imaginary parts, strided views) and the frame's ``n_symbols`` (0 for a
+    failed header)."""
+
+    candidate: Candidate
+    header: HeaderResult
+    start: int
+    z: np.ndarray
+    n_symbols: int
+
+    @property
+    def zr(self) -> np.ndarray:
+        return self.z.real
+
+    @property
+    def zi(self) -> np.ndarray:
+        return self.z.imag
+
+
 def burst_len_samples(h: FrameHeader | int, fmt: FrameFormat | None = None) -> int:
     """Samples a whole burst occupies at ``fmt.sps`` (frame symbols + RRC tail)."""
     return (fmt or FrameFormat()).burst_len_samples(h)

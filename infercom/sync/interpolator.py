@@ -58,17 +58,22 @@ def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out_f):
         ei = np.empty(ne, np.float32)
         orr = np.empty(ne, np.float32)
         oi = np.empty(ne, np.float32)
+        # operands as slices indexed by the loop variable (no negative-index wrap-around test per computed
+        # index, so LLVM vectorises; the same arithmetic)
+        sr_e, si_e = zr[q0:q0 + 2 * ne:2], zi[q0:q0 + 2 * ne:2]
+        sr_o, si_o = zr[q0 + 1:q0 + 1 + 2 * ne:2], zi[q0 + 1:q0 + 1 + 2 * ne:2]
         for m in range(ne):
-            er[m] = zr[q0 + 2 * m]
-            ei[m] = zi[q0 + 2 * m]
-            orr[m] = zr[q0 + 2 * m + 1]
-            oi[m] = zi[q0 + 2 * m + 1]
+            er[m] = sr_e[m]
+            ei[m] = si_e[m]
+            orr[m] = sr_o[m]
+            oi[m] = si_o[m]
         for j in range(h):
             a = w[2 * j]
             b = w[2 * j + 1]
+            er_j, orr_j, ei_j, oi_j = er[j:j + n_sym], orr[j:j + n_sym], ei[j:j + n_sym], oi[j:j + n_sym]
             for k in range(n_sym):
-                yr[k] += a * er[k + j] + b * orr[k + j]
-                yi[k] += a * ei[k + j] + b * oi[k + j]
+                yr[k] += a * er_j[k] + b * orr_j[k]
+                yi[k] += a * ei_j[k] + b * oi_j[k]
     else:
         for k in range(n_sym):
             q = q0 + k * sps
@@ -98,10 +103,10 @@ def _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out_f):
         for j in range(m):
             pr[j] = br * tr[j] - bi * ti[j]
             pi_[j] = br * ti[j] + bi * tr[j]
+        yr_b, yi_b, o_b = yr[b0:b0 + m], yi[b0:b0 + m], out_f[2 * b0:2 * b0 + 2 * m]
         for j in range(m):
-            k = b0 + j
-            out_f[2 * k] = yr[k] * pr[j] - yi[k] * pi_[j]
-            out_f[2 * k + 1] = yr[k] * pi_[j] + yi[k] * pr[j]
+            o_b[2 * j] = yr_b[j] * pr[j] - yi_b[j] * pi_[j]
+            o_b[2 * j + 1] = yr_b[j] * pi_[j] + yi_b[j] * pr[j]
         t = br * sr - bi * si
         bi = br * si + bi * sr
         br = t

@@ -3,9 +3,14 @@
 :class:`~infercom.sync.frames.ReceivedFrame` s out.
 
 It chains :class:`~infercom.sync.matched_filter.MatchedFilter`, :class:`~infercom.sync.detector.BurstDetector`
-and :class:`~infercom.sync.demod.BurstDemodulator` over a stream, with bounded memory: bursts may straddle
-``feed()`` calls, bursts cut off by the end of the input are counted (``counters['truncated']``) by
-:meth:`BurstReceiver.flush`.  Sample indices are absolute in the input stream.
+and a windowing stage (:class:`~infercom.sync.window.BurstWindower`; by default the
+:class:`~infercom.sync.window.BurstDemodulator`, which demodulates each window) over a stream, with bounded
+memory: bursts may straddle ``feed()`` calls, bursts cut off by the end of the input are counted
+(``counters['truncated']``) by :meth:`BurstReceiver.flush`.  Sample indices are absolute in the input stream.
+
+The GNU Radio block ``burst_sync`` is this same receiver with a windowing stage that publishes each window
+(detection and header decoding in that block, the payload in ``frame_demod``), so both paths cut, skip and
+decode bursts identically.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import math
 import numpy as np
 
 from ..frame import FrameFormat
-from .demod import BurstDemodulator
 from .detector import BurstDetector
 from .frames import ReceivedFrame
 from .interpolator import _INTERP_HALF
 from .matched_filter import MatchedFilter
+from .window import BurstDemodulator
 
 
 class BurstReceiver:
@@ -27,23 +32,29 @@ class BurstReceiver:
 
     ``prefiltered=False`` (default): the input is the raw received stream at ``sps``; the RRC matched filter is
     applied here.  Memory is bounded (two fixed buffers of about two maximum bursts); bursts may straddle
-    ``feed`` calls; call :meth:`flush` at the end of the input."""
+    ``feed`` calls; call :meth:`flush` at the end of the input.
+
+    ``windower``: a factory ``() -> BurstWindower`` for the windowing stage (default: a
+    :class:`BurstDemodulator`, so ``feed`` returns :class:`ReceivedFrame` s); ``feed`` / ``flush`` return
+    what its sink returns per window.  The stage is created again by :meth:`flush` (a new stream)."""
 
     def __init__(self, fmt: FrameFormat | None = None, sps: int = 2, prefiltered: bool = False,
-                 t1: float | None = None, t2: float | None = None):
+                 t1: float | None = None, t2: float | None = None, windower=None):
         self.fmt = fmt or FrameFormat(sps=sps)
         if self.fmt.sps != sps:
             raise ValueError(f"fmt.sps {self.fmt.sps} != sps {sps}")
         self.mf = None if prefiltered else MatchedFilter(sps, self.fmt.beta, self.fmt.span)
         ntaps = self.fmt.span * sps + 1
+        self._make_windower = windower or (lambda: BurstDemodulator(self.fmt, sample_offset=ntaps - 1))
         self.detector = BurstDetector(sps, t1, t2)
-        self.demod = BurstDemodulator(self.fmt, sample_offset=ntaps - 1)
+        self.demod = self._make_windower()
 
     @property
     def counters(self) -> dict:
         return {**self.detector.counters, **self.demod.counters}
 
     def feed(self, samples) -> list[ReceivedFrame]:
+        """Process complex samples (any length); returns the frames (the windowing stage's outputs) completed."""
         x = np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"samples must be 1-D, got shape {x.shape}")
@@ -60,17 +71,17 @@ class BurstReceiver:
             xx = x[i:i + step]
             if self.mf is not None:
                 zr, zi = self.mf.process(xx)
-            else:
-                zr, zi = np.ascontiguousarray(xx.real), np.ascontiguousarray(xx.imag)
-            out.extend(self._run(zr, zi))
+                out.extend(self._run(zr, zi))
+            else:  # views: both stages copy them into their own buffers (the windower the complex samples)
+                out.extend(self._run(xx.real, xx.imag, z=xx))
         return out
 
-    def _run(self, zr, zi, final: bool = False) -> list[ReceivedFrame]:
+    def _run(self, zr, zi, final: bool = False, z=None) -> list[ReceivedFrame]:
         """Push a chunk to both stages, then alternate: the detector stops at each candidate, the demodulator
         decodes what it can, and the detector skips the rest of a burst whose header decoded.  While a
         candidate waits for its header samples the detector only buffers (it would otherwise scan the payload
         of that very burst), unless its backlog grows past half its buffer."""
-        out = self.demod.feed(zr, zi)
+        out = self.demod.feed(zr, zi) if z is None else self.demod.feed(z)
         self.detector.skip_to(int(self.demod.busy_until))
         e = np.zeros(0, np.float32)
         det = self.detector
@@ -109,6 +120,6 @@ class BurstReceiver:
         dc, mc = self.detector.counters, self.demod.counters
         self.mf = None if self.mf is None else MatchedFilter(self.fmt.sps, self.fmt.beta, self.fmt.span)
         self.detector = BurstDetector(self.fmt.sps, self.detector.t1, self.detector.t2)
-        self.demod = BurstDemodulator(self.fmt, sample_offset=self.demod.sample_offset)
+        self.demod = self._make_windower()
         self.detector.counters, self.demod.counters = dc, mc
         return out

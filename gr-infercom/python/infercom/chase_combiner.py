@@ -20,7 +20,46 @@ from gnuradio import gr
 from infercom.chase import ChaseCombiner
 from infercom.protocol import CONFIG_FIELDS
 
-from .tags import OPTIONAL_META, feedback_from_pmt, make_pdu, parse_pdu
+from . import pmtvec
+from .tags import OPTIONAL_META, feedback_from_pmt
+
+_NOT_FOUND = pmt.intern("__infercom_chase_not_found__")
+_WANTED = ("tx_id", "image_id", "frame_idx", "attempt", "noise_var") + tuple(CONFIG_FIELDS)
+_KEYS = {k: pmt.intern(k) for k in _WANTED + ("chase_attempts", "snr_db")}
+
+
+def _value(v):
+    """A PMT metadata value -> python, as ``tags.meta_from_pmt`` converts it."""
+    if pmt.is_integer(v):
+        return pmt.to_long(v)
+    if pmt.is_real(v):
+        return pmt.to_double(v)
+    if pmt.is_f32vector(v):
+        return pmtvec.from_pmt(v, np.float32)
+    return pmt.to_python(v)
+
+
+def _parse(msg) -> tuple[object, dict, np.ndarray]:
+    """(PMT metadata dict, the fields this block reads, a read-only *view* of the symbols): only the keys it
+    needs are converted, and the vector is not copied (only read by ``ChaseCombiner.add`` while ``msg`` is
+    alive).  Same errors as ``tags.parse_pdu``."""
+    if not pmt.is_pair(msg):
+        raise ValueError("not a PDU (expected a pair of metadata dict and vector)")
+    car = pmt.car(msg)
+    if pmt.is_null(car):
+        car = pmt.make_dict()
+    elif not pmt.is_dict(car):
+        raise ValueError("PDU metadata is not a dict")
+    meta = {}
+    for k in _WANTED:
+        v = pmt.dict_ref(car, _KEYS[k], _NOT_FOUND)
+        if not pmt.eq(v, _NOT_FOUND):
+            meta[k] = _value(v)
+    try:
+        vec = pmtvec.view_pmt(pmt.cdr(msg), np.complex64)
+    except ValueError as exc:
+        raise ValueError(f"PDU vector: {exc}") from None
+    return car, meta, vec
 
 
 class _Entry:
@@ -65,7 +104,8 @@ class chase_combiner(gr.basic_block):
             self.message_port_register_in(pmt.intern(port))
         self.set_msg_handler(pmt.intern("in"), self._on_pdu)
         self.set_msg_handler(pmt.intern("feedback"), self._on_feedback)
-        self.message_port_register_out(pmt.intern("out"))
+        self._out = pmt.intern("out")
+        self.message_port_register_out(self._out)
 
     # -- state ----------------------------------------------------------------------------------------------
     def held_frames(self) -> int:
@@ -103,7 +143,7 @@ class chase_combiner(gr.basic_block):
         now = self.clock()
         self._expire(now)
         try:
-            meta, y = parse_pdu(msg, np.complex64)
+            car, meta, y = _parse(msg)
             key = (int(meta["tx_id"]), int(meta["image_id"]), int(meta["frame_idx"]))
             attempt = int(meta["attempt"])
             config = tuple(meta[f] if f in meta else OPTIONAL_META[f] for f in CONFIG_FIELDS)
@@ -138,16 +178,17 @@ class chase_combiner(gr.basic_block):
             self.counters["evicted"] += 1
         yc, nvc = new.comb.result()
         self.counters["combined"] += 1
-        out = dict(meta)
-        out["noise_var"] = nvc
-        out["chase_attempts"] = len(new.attempts)
+        # the input metadata with noise_var, chase_attempts and snr_db set (added to the PMT dict itself: the
+        # other fields are passed on unchanged, without a round trip through python)
+        out = pmt.dict_add(car, _KEYS["noise_var"], pmtvec.to_pmt(nvc))
+        out = pmt.dict_add(out, _KEYS["chase_attempts"], pmt.from_long(len(new.attempts)))
         mean_nv = np.mean(nvc) if nvc.size else np.inf
         if not np.isfinite(mean_nv):   # missing symbols (nv = inf): average over the received ones only
             finite = np.isfinite(nvc)
             mean_nv = np.mean(nvc[finite]) if np.any(finite) else None
         if mean_nv is not None:
-            out["snr_db"] = float(10.0 * np.log10(1.0 / mean_nv))
-        self.message_port_pub(pmt.intern("out"), make_pdu(out, yc))
+            out = pmt.dict_add(out, _KEYS["snr_db"], pmt.from_double(float(10.0 * np.log10(1.0 / mean_nv))))
+        self.message_port_pub(self._out, pmt.cons(out, pmtvec.to_pmt(yc)))
 
     def _on_feedback(self, msg) -> None:
         try:

@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """frame_demod: burst PDU (matched-filtered window from ``burst_sync``) -> equalised soft-symbol PDU.
 
-Fine timing, fine CFO, channel and noise estimation, soft header decoding (``infercom.sync.demod_header``),
-then pilot phase tracking and equalisation of the payload (``infercom.sync.demod_payload``): ``y = x + n`` with
-``noise_var = N0/|h|^2``, as docs/internals.md defines soft symbols.
+``burst_sync`` has decoded the header (its results travel in the PDU metadata: ``header_bits`` -- or the
+FrameHeader fields -- and ``hr_*``); this block does the payload: pilot phase tracking and equalisation
+(``infercom.sync.demod_payload``), ``y = x + n`` with ``noise_var = N0/|h|^2``, as docs/internals.md defines
+soft symbols -- the same call on the same window as ``infercom.sync.BurstReceiver``, so both give identical soft
+symbols.  A burst PDU without header results (a failed header, or another producer's window) gets the whole
+chain here: fine timing, fine CFO, channel and noise estimation, soft header decoding
+(``infercom.sync.demod_header``), then the payload.  Window margins: ``infercom.sync.PRE_SAMPLES``,
+``header_window_len``, ``burst_window_len``.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ import pmt
 from gnuradio import gr
 
 from infercom.frame import FrameFormat
-from infercom.sync import demod_header, demod_payload, header_len_samples
+from infercom.header import parse_header_bits
+from infercom.sync import (
+    PRE_SAMPLES,
+    HeaderResult,
+    burst_window_len,
+    busy_until,
+    demod_header,
+    header_window_len,
+)
+from infercom.sync.demod import demod_payload_scalar_nv
 
 from . import pmtvec
-from .tags import header_to_meta, make_pdu, meta_from_pmt
-
-INTERP_MARGIN = 16  # samples the symbol interpolator reads past the last symbol
+from .tags import header_to_meta, make_pdu, meta_from_pmt, meta_to_header
 
 
 class frame_demod(gr.basic_block):
@@ -46,7 +58,8 @@ class frame_demod(gr.basic_block):
         self.counters = collections.Counter()
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._on_burst)
-        self.message_port_register_out(pmt.intern("out"))
+        self._out = pmt.intern("out")
+        self.message_port_register_out(self._out)
 
     def _fmt(self, frame_len_log2: int) -> FrameFormat:
         f = self._fmts.get(frame_len_log2)
@@ -60,7 +73,7 @@ class frame_demod(gr.basic_block):
             if not pmt.is_pair(msg):
                 raise ValueError("not a PDU (expected a pair of metadata dict and vector)")
             meta = meta_from_pmt(pmt.car(msg))
-            # a view of the PDU's samples (msg outlives this handler's use of it; zr/zi below are copies)
+            # a view of the PDU's samples (msg outlives this handler's use of it; nothing keeps a view of it)
             z = pmtvec.view_pmt(pmt.cdr(msg), np.complex64)
             timing = float(meta["timing"])
             cfo = float(meta["cfo"])
@@ -76,33 +89,48 @@ class frame_demod(gr.basic_block):
         if start + timing < self._busy_until:
             self.counters["overlap_skipped"] += 1     # a detection inside a burst already decoded
             return
-        zr = np.ascontiguousarray(z.real)
-        zi = np.ascontiguousarray(z.imag)
         base = self._fmt(15)
-        if timing < INTERP_MARGIN or int(np.ceil(timing)) + header_len_samples(base) + INTERP_MARGIN > z.size:
-            self.counters["truncated"] += 1
-            self.logger.warn(f"frame_demod: burst window of {z.size} samples (preamble at {timing:.1f}) is too "
-                             f"short for the header")
-            return
-        hr = demod_header(zr, zi, timing, cfo, base)
-        if hr.header is None:
-            self.counters["header_fail"] += 1
-            return
-        h = hr.header
+        if "hr_timing" in meta:   # header decoded by burst_sync
+            try:
+                h = parse_header_bits(np.asarray(meta["header_bits"], np.uint8)) if "header_bits" in meta \
+                    else meta_to_header(meta)
+                if h is None:
+                    raise ValueError("header_bits do not form a valid header")
+                hr = HeaderResult(h, float(meta["hr_cfo_sym"]), float(meta["hr_phase0"]), float(meta["hr_h_abs"]),
+                                  float(meta["hr_noise_var"]), float(meta["hr_snr_db"]), float(meta["hr_timing"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                self.counters["bad_pdus"] += 1
+                self.logger.warn(f"frame_demod: dropped a burst PDU with bad header results ({exc})")
+                return
+            zr = zi = None
+        else:
+            if timing < PRE_SAMPLES or header_window_len(timing, base) > z.size:
+                self.counters["truncated"] += 1
+                self.logger.warn(f"frame_demod: burst window of {z.size} samples (preamble at {timing:.1f}) is "
+                                 f"too short for the header")
+                return
+            zr, zi = z.real, z.imag   # strided views, as BurstReceiver's (no copies)
+            hr = demod_header(zr, zi, timing, cfo, base)
+            if hr.header is None:
+                self.counters["header_fail"] += 1
+                return
+            h = hr.header
         fmt = self._fmt(h.frame_len_log2)
-        need = int(np.ceil(hr.timing)) + fmt.frame_symbols(h.payload_len()) * self.sps + INTERP_MARGIN
-        if need > z.size:
+        n_sym = fmt.frame_symbols(h.payload_len())
+        need = burst_window_len(hr.timing, n_sym, self.sps)
+        if hr.timing < PRE_SAMPLES or need > z.size:
             self.counters["truncated"] += 1
             self.logger.warn(f"frame_demod: burst of frame {h.frame_idx} (image {h.image_id}) needs {need} samples, "
                              f"window has {z.size}: raise burst_sync's max_frame_len_log2 to "
                              f">= {h.frame_len_log2}")
             return
-        y, nv = demod_payload(zr, zi, hr, fmt)
-        self._busy_until = start + hr.timing + (fmt.frame_symbols(h.payload_len()) - fmt.preamble_len // 2) * self.sps
+        if zr is None:
+            zr, zi = z.real[:need], z.imag[:need]
+        y, nv = demod_payload_scalar_nv(zr, zi, hr, fmt)
+        self._busy_until = busy_until(start + hr.timing, n_sym, self.sps)
         self.counters["frames"] += 1
         hh = complex(hr.h_abs * np.exp(1j * hr.phase0))
         out = header_to_meta(h)
-        out.update(noise_var=np.float32(nv[0]) if nv.size and np.all(nv == nv[0]) else nv,
-                   snr_db=float(hr.snr_db), cfo=float(hr.cfo_sym / self.sps), h_re=hh.real, h_im=hh.imag,
-                   sample_index=int(meta.get("sample_index", -1)), metric=float(meta.get("m2", 0.0)))
-        self.message_port_pub(pmt.intern("out"), make_pdu(out, y))
+        out.update(noise_var=nv, snr_db=float(hr.snr_db), cfo=float(hr.cfo_sym / self.sps), h_re=hh.real,
+                   h_im=hh.imag, sample_index=int(meta.get("sample_index", -1)), metric=float(meta.get("m2", 0.0)))
+        self.message_port_pub(self._out, make_pdu(out, y))

@@ -11,6 +11,9 @@ from gnuradio.infercom import burst_sync
 from gnuradio.infercom.qa_frame_demod import make_stream, run_rx
 from gnuradio.infercom.tags import parse_pdu
 from infercom.channel import awgn, pulse_shape, rrc_taps
+from infercom.frame import FrameFormat
+from infercom.header import parse_header_bits
+from infercom.sync import PRE_SAMPLES, burst_window_len
 
 
 def _bursts(samples, log2=10):
@@ -34,10 +37,16 @@ def test_one_pdu_per_burst_at_the_burst_start():
     clean, _, _, _ = make_stream(rng2, 200.0, 0.0, delay, n_images=2)
     bursts, sync = _bursts(x)
     assert len(bursts) == len(frames)
-    for meta, win in bursts:
+    for (meta, win), frame in zip(bursts, frames):
         s = meta["sample_index"]            # the first sample of the transmitted (delayed) burst
         assert np.abs(clean[max(s - 100, 0):s - 8]).max() < 0.05 < np.abs(clean[s:s + 20]).max()
-        assert win.size == sync.window and meta["timing"] == pytest.approx(48, abs=1)
+        # the window is exactly the burst (its header decoded here), starting PRE_SAMPLES before symbol 0
+        h = parse_header_bits(meta["header_bits"])
+        n_sym = FrameFormat(frame_len_log2=h.frame_len_log2).frame_symbols(h.payload_len())
+        assert win.size == burst_window_len(meta["hr_timing"], n_sym, 2) <= sync.window
+        assert meta["hr_timing"] == pytest.approx(PRE_SAMPLES, abs=1) and meta["timing"] == pytest.approx(
+            meta["hr_timing"], abs=1)
+        assert h == frame
     assert sync.idle()
 
 
