@@ -62,6 +62,32 @@ def test_every_block_has_a_yml_and_vice_versa():
 
 
 @pytest.mark.parametrize("path", _block_files(), ids=lambda p: p.name)
+def test_block_yml_make_calls_with_the_constructors_keywords(path):
+    """Every make template calls its block with keyword arguments only, and they are exactly the block's
+    constructor parameters, each bound to the yml parameter of the same id (a renamed or reordered constructor
+    argument breaks here, not in a user's flowgraph)."""
+    import inspect
+    import re
+    from importlib import import_module
+
+    _use_source_tree()
+    data = yaml.safe_load(path.read_text())
+    name = path.name.removesuffix(".block.yml").removeprefix("infercom_")
+    make = " ".join(data["templates"]["make"].split())
+    m = re.fullmatch(rf"infercom\.{name}\( ?(.*?),? ?\)", make)
+    assert m, make
+    pairs = [a.strip() for a in m.group(1).split(",")]
+    kws = dict(a.split("=", 1) for a in pairs)
+    assert all("=" in a for a in pairs) and len(kws) == len(pairs), make
+    cls = getattr(import_module("gnuradio.infercom"), name)
+    params = [q for q in inspect.signature(cls.__init__).parameters if q != "self"]
+    assert sorted(kws) == sorted(params)
+    ids = {q["id"] for q in data.get("parameters", [])}
+    for k, v in kws.items():
+        assert v == f"${{{k}}}" and k in ids, (k, v)
+
+
+@pytest.mark.parametrize("path", _block_files(), ids=lambda p: p.name)
 def test_block_yml_loads_and_validates(platform, path):
     from gnuradio.grc.core.schema_checker import BLOCK_SCHEME, Validator
 
