@@ -151,7 +151,9 @@ def simulate_image(img: np.ndarray, cfg: link.LinkConfig, chan: channel.SymbolCh
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, systems: tuple[str, ...] | None = None) -> None:
+    """The options of ``infercom simulate``. ``systems``: the choices of ``--system`` (default: the core's,
+    ``infercom`` and ``nr``; the apps layer's ``infercom_apps.simulate`` adds ``deepjscc``)."""
     p.add_argument("--images", required=True, help="folder of images (or one image file)")
     p.add_argument("--snr-db", required=True, nargs="+",
                    help="Es/N0 values in dB: '--snr-db -4 0 4' or '--snr-db=-4,0,4'")
@@ -170,9 +172,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with --system nr the decoded JPEGs, <image>_snr<S>_nr.png; default: none saved)")
     from .nr import options as nr_options
 
-    g = nr_options.add_arguments(p)
+    g = nr_options.add_arguments(p) if systems is None else nr_options.add_arguments(p, systems)
     g.add_argument("--max-attempts", type=int, default=None,
-                   help="NR attempt limit 1..16 (default: --attempts, the InferCom link's attempt count)")
+                   help="attempt limit 1..16 of the systems with a retransmission trigger (NR; Deep-JSCC) "
+                        "(default: --attempts, the InferCom link's attempt count)")
 
 
 
@@ -249,6 +252,10 @@ def _write_records(path: Path, records: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "system", "infercom") not in ("infercom", "nr"):
+        print(f"infercom simulate: --system {args.system} is not a core system; run it through the `infercom` "
+              "command (infercom_apps.simulate dispatches it)", file=sys.stderr)
+        return 2
     try:
         snrs = options.parse_snr_db(args.snr_db)
         bh, bw = options.block_size(args)

@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "server": "infercom_apps.bench_server",
     "restorer": "receiver_server.restorers.infercom_restorer.bench",
     "nr": "infercom.nr.bench",
+    "deepjscc": "deepjscc.bench",
 }
 
 

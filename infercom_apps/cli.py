@@ -19,7 +19,8 @@ import sys
 
 #: subcommand -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("infercom.simulate", "link-level Monte-Carlo simulation of images over the uplink"),
+    "simulate": ("infercom_apps.simulate", "link-level Monte-Carlo simulation of images over the uplink "
+                 "(InferCom, the NR baseline, Deep-JSCC)"),
     "loopback": ("gnuradio.infercom.apps.loopback", "run the headless GNU Radio loopback transceiver"),
     "tx": ("gnuradio.infercom.apps.tx", "transmitter over UHD or ZeroMQ IQ"),
     "rx": ("gnuradio.infercom.apps.rx", "receiver over UHD or ZeroMQ IQ"),
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-restorer": ("receiver_server.restorers.infercom_restorer.train", "train the InferCom restoration model"),
     "eval-restorer": ("receiver_server.restorers.infercom_restorer.evaluate", "evaluate restorers on an image folder"),
     "calibrate-qoe": ("receiver_server.qoe.calibrate", "calibrate the offline QoE metrics' ACK/NACK thresholds"),
+    "train-deepjscc": ("deepjscc.train", "train the Deep-JSCC baseline (Bourtsoulatze et al. 2019) over AWGN"),
     # an apps-layer job (it drives the GNU Radio loopback and the server); its module moves here later
     "demo": ("infercom_apps.demo", "closed-loop demo: loopback + server + HTML report"),
     "bench": ("infercom_apps.bench", "throughput benchmarks against GNU Radio's C++ blocks"),

@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "internals.md"
 #: section heading folder -> the folder its table rows are relative to
 BASES = {"infercom/": REPO / "infercom", "gr-infercom/": REPO / "gr-infercom" / "python" / "infercom",
-         "receiver_server/": REPO / "receiver_server", "infercom_apps/": REPO / "infercom_apps"}
+         "receiver_server/": REPO / "receiver_server", "infercom_apps/": REPO / "infercom_apps",
+         "deepjscc/": REPO / "deepjscc"}
 FILE = re.compile(r"`([A-Za-z0-9_./-]+\.(?:py|md|json|yml|grc|pt|sh))`")
 MODULE = re.compile(r"`((?:infercom|receiver_server|infercom_apps|gnuradio\.infercom)(?:\.[a-z_0-9]+)+)")
 
