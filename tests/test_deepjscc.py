@@ -281,3 +281,35 @@ def test_training_rejects_bad_settings(tmp_path, capsys):
     assert "no training state" in capsys.readouterr().err
     assert main([*base, "--patch", "64"]) == 2
     assert "no training image" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- shipped checkpoints
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_shipped_checkpoint_is_trained_small_and_documented(preset):
+    """Each preset ships its 0 dB model (<= 10 MB) with its training record; and it is a trained model: on an
+    image it never saw (bsds500/test; training used bsds500/train) PSNR rises with the SNR and is far above
+    what an untrained network gives (~10 dB)."""
+    from pathlib import Path
+
+    from deepjscc.model import DeepJSCCCodec, default_checkpoint
+    from infercom import channel, imageio, metrics
+
+    path = default_checkpoint(preset, 0)
+    assert path.is_file() and path.stat().st_size <= 10 * 2**20
+    codec = DeepJSCCCodec(path)
+    meta = codec.meta
+    assert meta["preset"] == preset and meta["snr_db"] == 0 and meta["steps"] >= 1000
+    assert meta["command"].startswith("infercom train-deepjscc") and meta["seconds"] > 0
+    assert not any("kodak" in str(d) for d in meta["data"])            # kodak24 is for evaluation only
+    folder = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bsds500" / "test"
+    if not folder.is_dir():
+        pytest.skip("bsds500/test not available")
+    img = imageio.load_image(imageio.list_images(folder)[0])
+    z = codec.encode(img)
+    rng = np.random.default_rng(5)
+    psnr = {}
+    for s in (-10.0, 0.0, 10.0):
+        r = channel.SymbolChannel(s)(z, rng)
+        psnr[s] = metrics.psnr(codec.decode(r.y, *img.shape), img)
+    assert psnr[10.0] >= psnr[0.0] - 0.1 and psnr[0.0] >= psnr[-10.0] + 3.0
+    assert psnr[0.0] > 20.0
