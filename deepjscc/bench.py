@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch  # the suite is reported skipped where torch is missing (infercom_apps.bench)
 
-from .model import PRESETS, DeepJSCC, DeepJSCCCodec, find_checkpoint
+from .model import PRESETS, DeepJSCC, DeepJSCCCodec, find_checkpoint, latent_channels
 
 __all__ = ["REPEATS", "HEIGHT", "WIDTH", "bench_codec", "run_bench"]
 
@@ -83,7 +83,7 @@ def run_bench(out_dir: Path) -> dict:
             weights = f"checkpoint {path.name}"
         except (FileNotFoundError, ValueError) as exc:
             torch.manual_seed(0)
-            codec = DeepJSCCCodec(preset=preset, model=DeepJSCC(PRESETS[preset]))
+            codec = DeepJSCCCodec(preset=preset, model=DeepJSCC(latent_channels(preset)))
             weights = f"random init (no single shipped checkpoint: {exc})"
         rows.append({"preset": preset, "c": int(codec.c), "device": "cpu", "weights": weights,
                      **bench_codec(codec, img, repeats)})

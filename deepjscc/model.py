@@ -41,7 +41,8 @@ from infercom.channel import db_to_lin
 from infercom.source import as_image3
 
 from .presets import (LINK_BH, LINK_BW, LINK_PLANES, PRESETS, STRIDE, _check_size, check_capacity,  # noqa: F401
-                      check_preset, latent_capacity, latent_shape, n_channel_uses, padded_size)
+                      check_preset, latent_capacity, latent_channels, latent_shape, n_channel_uses, padded_size,
+                      preset_arg)
 
 CHECKPOINT_FORMAT = "infercom-deepjscc-1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -305,7 +306,7 @@ class DeepJSCCCodec:
 def checkpoint_meta(preset: str, snr_db, steps: int, seconds: float, command: str, data, **extra) -> dict:
     """The metadata a checkpoint records: preset, latent channels, training SNR (dB, a value or ``[lo, hi]``),
     optimiser steps, training wall time (s), exact command line, dataset folders, creation time; plus ``extra``."""
-    return {"preset": check_preset(preset), "c": PRESETS[preset],
+    return {"preset": check_preset(preset), "c": latent_channels(preset),
             "snr_db": list(snr_db) if isinstance(snr_db, (tuple, list)) else float(snr_db),
             "steps": int(steps), "seconds": float(seconds), "command": str(command),
             "data": [str(d) for d in data], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -6,11 +6,13 @@ importing torch."""
 
 from __future__ import annotations
 
+import math
+
 from infercom.limits import check_channels
 from infercom.link import n_payload_symbols
 from infercom.source import check_image_size
 
-__all__ = ["PRESETS", "TRIGGERS", "STRIDE", "LINK_BH", "LINK_BW", "LINK_PLANES", "check_preset", "n_channel_uses",
+__all__ = ["PRESETS", "RATIO_PREFIX", "latent_channels", "preset_arg", "TRIGGERS", "STRIDE", "LINK_BH", "LINK_BW", "LINK_PLANES", "check_preset", "n_channel_uses",
            "padded_size", "latent_shape", "latent_capacity", "check_capacity"]
 
 #: bandwidth preset -> latent channels ``c`` (see :func:`n_channel_uses` for ``k``)
@@ -26,11 +28,48 @@ LINK_BH, LINK_BW, LINK_PLANES = 3, 3, 8
 # ---------------------------------------------------------------------------------------------------- sizes
 
 
+#: prefix of a preset with any bandwidth ratio: ``ratio-R`` sends ``k = round(R * H * W * C)`` symbols
+RATIO_PREFIX = "ratio-"
+
+
+def _ratio_of(preset: str) -> float | None:
+    """``R`` of a ``ratio-R`` preset (``0 < R <= 1``), None for a named preset; ValueError otherwise."""
+    if not isinstance(preset, str) or not preset.startswith(RATIO_PREFIX):
+        return None
+    try:
+        r = float(preset[len(RATIO_PREFIX):])
+    except ValueError:
+        r = math.nan
+    if not 0.0 < r <= 1.0:
+        raise ValueError(f"Deep-JSCC preset {preset!r}: the bandwidth ratio k/n must be a number in (0, 1]")
+    return r
+
+
 def check_preset(preset: str) -> str:
-    """The preset name, or ValueError naming the choices."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown Deep-JSCC preset {preset!r}; choose from {', '.join(PRESETS)}")
-    return preset
+    """The preset name (``channel-uses``, ``paper``, or ``ratio-R`` for any bandwidth ratio ``k/n = R``), or
+    ValueError naming the choices."""
+    if preset in PRESETS or _ratio_of(preset) is not None:
+        return preset
+    raise ValueError(f"unknown Deep-JSCC preset {preset!r}; choose from {', '.join(PRESETS)} or "
+                     f"{RATIO_PREFIX}R (k/n = R, e.g. {RATIO_PREFIX}0.25)")
+
+
+def preset_arg(text: str) -> str:
+    """argparse type of ``--preset``: :func:`check_preset` with argparse's error."""
+    import argparse
+
+    try:
+        return check_preset(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def latent_channels(preset: str) -> int:
+    """Latent channels ``c`` of a preset: :data:`PRESETS` for the named ones; for ``ratio-R`` the smallest
+    even ``c`` whose latent holds ``k`` for every RGB size, ``c = 2 ceil(48 R)`` (``c / 32`` complex symbols per
+    pixel against ``3 R``; ``ratio-0.0833`` gives ``paper``'s 8)."""
+    r = _ratio_of(check_preset(preset))
+    return PRESETS[preset] if r is None else 2 * math.ceil(48 * r - 1e-9)
 
 
 def _check_size(height: int, width: int, channels: int) -> tuple[int, int, int]:
@@ -47,12 +86,15 @@ def n_channel_uses(preset: str, height: int, width: int, channels: int = 3) -> i
       systems use the channel equally often;
     * ``paper``: bandwidth ratio ``k/n = 1/12`` of the paper's figures, ``n = H*W*C`` real source values:
       ``k = round(H*W*C / 12)`` with halves rounded up (``(H*W*C + 6) // 12``), at least 1 (for images of fewer
-      than 6 values).
+      than 6 values);
+    * ``ratio-R``: any bandwidth ratio, ``k = round(R*H*W*C)`` (halves up), at least 1.
     """
-    check_preset(preset)
+    r = _ratio_of(check_preset(preset))
     h, w, c = _check_size(height, width, channels)
     if preset == "channel-uses":
         return int(n_payload_symbols(h, w, c, LINK_BH, LINK_BW, LINK_PLANES))
+    if r is not None:
+        return max(1, math.floor(r * h * w * c + 0.5))
     return max(1, (h * w * c + 6) // 12)
 
 

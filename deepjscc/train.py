@@ -36,13 +36,14 @@ import torch
 from infercom import degrade, imageio
 
 from .model import (
-    PRESETS,
     DeepJSCC,
     check_preset,
     checkpoint_meta,
     default_checkpoint,
+    latent_channels,
     n_channel_uses,
     n_params,
+    preset_arg,
     save_checkpoint,
 )
 
@@ -54,9 +55,9 @@ STATE_FORMAT = "infercom-deepjscc-train-1"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, help="training image folder(s) (or files)")
-    p.add_argument("--preset", choices=list(PRESETS), default="channel-uses",
+    p.add_argument("--preset", type=preset_arg, default="channel-uses", metavar="PRESET",
                    help="bandwidth preset: channel-uses = the InferCom link's payload symbols at rate 1/9, "
-                        "paper = k/n 1/12")
+                        "paper = k/n 1/12, ratio-R = any k/n = R (e.g. ratio-0.25)"),
     p.add_argument("--snr-db", default="0",
                    help="training Es/N0 per complex symbol in dB: a value, or LO,HI drawn uniformly per patch "
                         "(write a negative range as --snr-db=-2,8)")
@@ -212,7 +213,7 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    model = DeepJSCC(PRESETS[preset]).to(device)
+    model = DeepJSCC(latent_channels(preset)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     config = {"preset": preset, "c": model.c, "snr_db": list(snr), "patch": args.patch, "batch": args.batch}
     step, elapsed0 = 0, 0.0

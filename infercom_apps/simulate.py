@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from infercom import simulate as core
-from deepjscc.presets import PRESETS, TRIGGERS  # no torch
+from deepjscc.presets import TRIGGERS, preset_arg  # no torch
 from infercom.nr.options import SYSTEMS as CORE_SYSTEMS
 
 #: ``--system`` choices of ``infercom simulate``
@@ -25,9 +25,10 @@ SYSTEMS: tuple[str, ...] = (*CORE_SYSTEMS, "deepjscc")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     core.add_arguments(p, systems=SYSTEMS)
     g = p.add_argument_group("Deep-JSCC baseline (--system deepjscc; docs/deepjscc.md)")
-    g.add_argument("--preset", choices=tuple(PRESETS), default=None,
+    g.add_argument("--preset", type=preset_arg, default=None, metavar="PRESET",
                    help="latent size: channel-uses = InferCom's payload symbols at rate 1/9, 8 planes; paper = "
-                        "k/n = 1/12 (default: the checkpoint's; channel-uses without --checkpoint)")
+                        "k/n = 1/12; ratio-R = k/n = R (e.g. ratio-0.25; needs its own trained --checkpoint) "
+                        "(default: the checkpoint's; channel-uses without --checkpoint)")
     g.add_argument("--checkpoint", default=None,
                    help="Deep-JSCC checkpoint (.pt) (default: the one shipped in deepjscc/checkpoints/ for "
                         "--preset, chosen by --train-snr-db when several ship)")

@@ -313,3 +313,28 @@ def test_shipped_checkpoint_is_trained_small_and_documented(preset):
         psnr[s] = metrics.psnr(codec.decode(r.y, *img.shape), img)
     assert psnr[10.0] >= psnr[0.0] - 0.1 and psnr[0.0] >= psnr[-10.0] + 3.0
     assert psnr[0.0] > 20.0
+
+
+def test_any_bandwidth_ratio_is_a_preset(rng):
+    """``ratio-R``: k = round(R H W C) exactly, the latent holds it for any size, ``ratio-1/12`` is ``paper``'s
+    network; bad ratios are clear errors (also on the command line)."""
+    import argparse
+
+    from deepjscc.presets import latent_channels, preset_arg
+
+    assert latent_channels(f"ratio-{1 / 12}") == PRESETS["paper"] == 8
+    for r in (0.05, 0.25, 0.5, 1.0):
+        p = f"ratio-{r}"
+        for h, w, c in ((17, 23, 3), (64, 96, 3), (5, 9, 1), (512, 768, 3)):
+            k = n_channel_uses(p, h, w, c)
+            assert k == max(1, math.floor(r * h * w * c + 0.5))
+        codec = DeepJSCCCodec(preset=p, model=DeepJSCC(latent_channels(p)))
+        img = rng.integers(0, 256, (21, 30, 3), dtype=np.uint8)
+        z = codec.encode(img)
+        assert z.shape == (n_channel_uses(p, 21, 30, 3),)
+        assert codec.decode(z, 21, 30, 3).shape == img.shape
+    for bad in ("ratio-0", "ratio-1.5", "ratio-x", "ratio-", "half"):
+        with pytest.raises(ValueError, match="preset"):
+            n_channel_uses(bad, 8, 8)
+        with pytest.raises(argparse.ArgumentTypeError):
+            preset_arg(bad)
