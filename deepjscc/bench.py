@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch  # the suite is reported skipped where torch is missing (infercom_apps.bench)
+
+from infercom.bench_core import best_time
 
 from .model import PRESETS, DeepJSCC, DeepJSCCCodec, find_checkpoint, latent_channels
 
@@ -48,12 +49,7 @@ def _image() -> tuple[np.ndarray, str]:
 def _best(fn, repeats: int) -> float:
     """Best wall time (s) of ``repeats`` calls of ``fn()`` after one warm-up call."""
     fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_time(fn, repeats)
 
 
 def bench_codec(codec, img: np.ndarray, repeats: int = REPEATS) -> dict:

@@ -34,7 +34,6 @@ Record per image and SNR (:func:`simulate_image_deepjscc`; ``"record": "image"``
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from infercom import channel, chase, imageio, metrics, options, source
-from infercom.simulate import (_channel_fields, _fmt_nr, _head_nr, _loaded, _write_records,
+from infercom.simulate import (_channel_fields, _head_nr, _loaded, _write_records, emit_record, emit_summary,
                                mean_snr_db)
 from infercom.limits import MAX_ATTEMPT
 
@@ -390,28 +389,12 @@ def run(args: argparse.Namespace, codec=None) -> int:
                     break
                 rec["seed"] = args.seed
                 rec["checkpoint"] = codec.meta.get("checkpoint")
-                im = rec.pop("_image", None)
-                if save_dir is not None and im is not None:
-                    imageio.save_image(save_dir / f"{f.stem}_snr{s:g}_deepjscc.png", im)
-                records.append(rec)
-                if args.json:
-                    print(json.dumps(rec), flush=True)
-                else:
-                    bar.clear()
-                    print(_fmt_nr(rec, _COLS, _HEAD), flush=True)
-                bar.update(1)
+                emit_record(rec, args, bar, records, save_dir and save_dir / f"{f.stem}_snr{s:g}_deepjscc.png",
+                            _COLS, _HEAD)
         bar.close()
-        summary = summarize_deepjscc(records) if records else []
-        if args.json:
-            for r in summary:
-                print(json.dumps(r), flush=True)
-        elif summary:
-            print("# per SNR: success rate of the trigger, NACK rate per attempt (after combining), means over "
-                  "all delivered images")
-            print(_head_nr(_SUM_COLS, _SUM_HEAD))
-            for r in summary:
-                row = dict(r, nack=" ".join("-" if b is None else f"{b:.3f}" for b in r["nack_per_attempt"]))
-                print(_fmt_nr(row, _SUM_COLS, _SUM_HEAD))
+        emit_summary(summarize_deepjscc(records) if records else [], args,
+                     "# per SNR: success rate of the trigger, NACK rate per attempt (after combining), means over "
+                     "all delivered images", _SUM_COLS, _SUM_HEAD, "nack_per_attempt", "nack")
     finally:
         if args.out:
             _write_records(Path(args.out), records + (summarize_deepjscc(records) if records else []))

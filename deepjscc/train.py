@@ -99,17 +99,8 @@ def parse_snr(text) -> tuple[float, float]:
 
 
 def load_images(dirs, min_side: int) -> tuple[list[np.ndarray], list[str]]:
-    """RGB uint8 images (:mod:`infercom.imageio`) of the folders whose sides are at least ``min_side``."""
-    imgs, names = [], []
-    for d in dirs:
-        for path in imageio.list_images(d):
-            a = imageio.load_image(path)
-            if min(a.shape[:2]) >= min_side:
-                imgs.append(a)
-                names.append(str(path))
-    if not imgs:
-        raise ValueError(f"no training image of at least {min_side}x{min_side} pixels in {list(dirs)}")
-    return imgs, names
+    """The training images of ``dirs`` with sides of at least ``min_side`` (:func:`infercom.imageio.load_folders`)."""
+    return imageio.load_folders(dirs, min_side)
 
 
 def make_batch(imgs, batch: int, patch: int, rng: np.random.Generator) -> torch.Tensor:

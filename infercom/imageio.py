@@ -102,3 +102,19 @@ def parse_rate(text: str) -> tuple[int, int]:
     if best is None:
         raise ValueError(f"unsupported rate {text!r}: 1/{n} is not bh*bw with 1 <= bh <= bw <= {MAX_BLOCK}")
     return best
+
+
+def load_folders(dirs, min_side: int = 1) -> tuple[list[np.ndarray], list[str]]:
+    """The images of folders (or files) ``dirs`` (:func:`list_images`, :func:`load_image`) whose sides are at
+    least ``min_side`` pixels, with their paths: the training sets of the learned models (the restorer,
+    Deep-JSCC). ValueError when none is left."""
+    imgs, names = [], []
+    for d in dirs:
+        for path in list_images(d):
+            a = load_image(path)
+            if min(a.shape[:2]) >= min_side:
+                imgs.append(a)
+                names.append(str(path))
+    if not imgs:
+        raise ValueError(f"no training image of at least {min_side}x{min_side} pixels in {list(dirs)}")
+    return imgs, names

@@ -450,6 +450,37 @@ def _head_nr(cols, heads) -> str:
                     for i, (h, w, (_, f)) in enumerate(zip(heads, widths, cols)))
 
 
+def emit_record(rec: dict, args: argparse.Namespace, bar, records: list, png: Path | None, cols, heads) -> None:
+    """One (image, SNR) record of a system with a retransmission trigger (NR, Deep-JSCC): its decoded image to
+    ``png`` (when kept and asked for), appended to ``records``, printed as a JSON line (``--json``) or a table
+    row (``cols``/``heads``, :func:`_fmt_nr`); the progress ``bar`` advances."""
+    im = rec.pop("_image", None)
+    if png is not None and im is not None:
+        imageio.save_image(png, im)
+    records.append(rec)
+    if args.json:
+        print(json.dumps(rec), flush=True)
+    else:
+        bar.clear()
+        print(_fmt_nr(rec, cols, heads), flush=True)
+    bar.update(1)
+
+
+def emit_summary(summary: list[dict], args: argparse.Namespace, note: str, cols, heads, per_attempt: str,
+                 field: str) -> None:
+    """The per-SNR summary rows: JSON lines (``--json``), or ``note``, a header and one table row each, with the
+    per-attempt rates ``summary[per_attempt]`` shown in column ``field``."""
+    if args.json:
+        for r in summary:
+            print(json.dumps(r), flush=True)
+    elif summary:
+        print(note)
+        print(_head_nr(cols, heads))
+        for r in summary:
+            row = dict(r, **{field: " ".join("-" if b is None else f"{b:.3f}" for b in r[per_attempt])})
+            print(_fmt_nr(row, cols, heads))
+
+
 def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files: list,
             chans: dict[float, channel.SymbolChannel]) -> int:
     """``infercom simulate --system nr``: per image one :class:`~infercom.nr.harq.NrImageTx` (budget and JPEG
@@ -493,28 +524,12 @@ def _run_nr(args: argparse.Namespace, snrs: list[float], bh: int, bw: int, files
                 rec.update(simulate_image_nr(tx, chans[s], rng, final_metrics=not args.no_ssim,
                                              keep_image=save_dir is not None, metrics_cache=cache))
                 rec["seed"] = args.seed
-                im = rec.pop("_image", None)
-                if save_dir is not None and im is not None:
-                    imageio.save_image(save_dir / f"{f.stem}_snr{s:g}_nr.png", im)
-                records.append(rec)
-                if args.json:
-                    print(json.dumps(rec), flush=True)
-                else:
-                    bar.clear()
-                    print(_fmt_nr(rec, _NR_COLS, _NR_HEAD), flush=True)
-                bar.update(1)
+                emit_record(rec, args, bar, records, save_dir and save_dir / f"{f.stem}_snr{s:g}_nr.png",
+                            _NR_COLS, _NR_HEAD)
         bar.close()
-        summary = summarize_nr(records) if records else []
-        if args.json:
-            for r in summary:
-                print(json.dumps(r), flush=True)
-        elif summary:
-            print("# per SNR: image success rate, BLER per attempt (CRC after combining), means over decoded "
-                  "images")
-            print(_head_nr(_NR_SUM_COLS, _NR_SUM_HEAD))
-            for r in summary:
-                row = dict(r, bler=" ".join("-" if b is None else f"{b:.3f}" for b in r["bler_per_attempt"]))
-                print(_fmt_nr(row, _NR_SUM_COLS, _NR_SUM_HEAD))
+        emit_summary(summarize_nr(records) if records else [], args,
+                     "# per SNR: image success rate, BLER per attempt (CRC after combining), means over decoded "
+                     "images", _NR_SUM_COLS, _NR_SUM_HEAD, "bler_per_attempt", "bler")
     finally:
         if args.out:
             _write_records(Path(args.out), records + (summarize_nr(records) if records else []))

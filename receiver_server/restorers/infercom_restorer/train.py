@@ -73,18 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_images(dirs, min_side: int) -> tuple[list[np.ndarray], list[str]]:
-    paths = []
-    for d in dirs:
-        paths.extend(imageio.list_images(d))
-    imgs, names = [], []
-    for p in paths:
-        a = imageio.load_image(p)
-        if min(a.shape[:2]) >= min_side:
-            imgs.append(a)
-            names.append(str(p))
-    if not imgs:
-        raise ValueError(f"no training image of at least {min_side}x{min_side} pixels in {dirs}")
-    return imgs, names
+    """The training images of ``dirs`` with sides of at least ``min_side`` (:func:`infercom.imageio.load_folders`)."""
+    return imageio.load_folders(dirs, min_side)
 
 
 def make_batch(imgs, spec: degrade.DegradeSpec, rate, batch: int, patch: int, rng: np.random.Generator,
