@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..frame import FrameFormat
+from ..limits import MAX_FRAME_LEN_LOG2, MIN_FRAME_LEN_LOG2
 from .demod import demod_header, demod_payload
 from .frames import (
     BurstWindow,
@@ -83,8 +84,9 @@ class BurstWindower:
                  sink: Callable[[BurstWindow], object] | None = None, max_queue: int | None = None):
         self.fmt = fmt or FrameFormat()
         self.sps = self.fmt.sps
-        if not 4 <= int(max_frame_len_log2) <= 16:
-            raise ValueError(f"max_frame_len_log2 must be 4..16, got {max_frame_len_log2}")
+        if not MIN_FRAME_LEN_LOG2 <= int(max_frame_len_log2) <= MAX_FRAME_LEN_LOG2:
+            raise ValueError(f"max_frame_len_log2 must be {MIN_FRAME_LEN_LOG2}..{MAX_FRAME_LEN_LOG2}, "
+                             f"got {max_frame_len_log2}")
         self.max_frame_len_log2 = int(max_frame_len_log2)
         self.emit_failures = bool(emit_failures)
         self.sink = sink

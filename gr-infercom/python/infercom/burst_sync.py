@@ -19,6 +19,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from infercom.limits import MAX_FRAME_LEN_LOG2, MIN_FRAME_LEN_LOG2
 from infercom.frame import FrameFormat
 from infercom.header import header_bits
 from infercom.sync import PRE_SAMPLES, BurstReceiver, BurstWindower, burst_window_len
@@ -56,8 +57,9 @@ class burst_sync(gr.sync_block):
     def __init__(self, sps: int = 2, beta: float = 0.35, span: int = 8, prefiltered: bool = True,
                  max_frame_len_log2: int = 15, t1: float = 0.0, t2: float = 0.0, max_pending: int = 64):
         gr.sync_block.__init__(self, name="infercom_burst_sync", in_sig=[np.complex64], out_sig=None)
-        if not 4 <= int(max_frame_len_log2) <= 16:
-            raise ValueError(f"burst_sync: max_frame_len_log2 must be 4..16, got {max_frame_len_log2}")
+        if not MIN_FRAME_LEN_LOG2 <= int(max_frame_len_log2) <= MAX_FRAME_LEN_LOG2:
+            raise ValueError(f"burst_sync: max_frame_len_log2 must be {MIN_FRAME_LEN_LOG2}..{MAX_FRAME_LEN_LOG2}, "
+                             f"got {max_frame_len_log2}")
         self.fmt = FrameFormat(sps=int(sps), beta=float(beta), span=int(span))
         self.sps = int(sps)
         self.max_frame_len_log2 = int(max_frame_len_log2)
