@@ -36,6 +36,13 @@ __all__ = [
     "block_fading",
     "apply_cfo",
     "fractional_delay",
+    "oscillator_offsets",
+    "resample",
+    "wiener_phase",
+    "apply_phase_noise",
+    "iq_imbalance",
+    "dc_offset_value",
+    "dc_offset",
     "rrc_taps",
     "pulse_shape",
     "matched_filter",
@@ -186,6 +193,139 @@ def fractional_delay(x, delay: float) -> np.ndarray:
     y = np.zeros(n, dtype=np.complex64)
     y[valid] = c[idx[valid]]
     return y
+
+
+# ------------------------------------------------------------------------------ radio front-end impairments
+# The sample-level models of a real radio pair (docs/phy.md section 1, "Radio impairments"); the loopback
+# (gr-infercom apps/loopback.py and grc/loopback*.grc) builds the same models from GNU Radio blocks, and
+# gr-infercom/python/infercom/qa_loopback.py checks that both agree.
+
+
+def oscillator_offsets(ppm: float, center_freq_hz: float, samp_rate: float) -> tuple[float, float]:
+    """Carrier and sample-clock offsets of two free-running radios whose references differ by ``ppm``.
+
+    The transmitter's reference runs ``ppm * 1e-6`` fast relative to the receiver's, and both its LO and its
+    sample clock derive from it (as in every USRP), so one figure drives both: the carrier offset is
+    ``ppm * 1e-6 * center_freq_hz`` Hz, i.e. ``ppm * 1e-6 * center_freq_hz / samp_rate`` cycles per (receiver)
+    sample, and the receiver takes ``1 + ppm * 1e-6`` transmitter samples per own sample (the resampling ratio
+    of :func:`resample`, GNU Radio's ``mmse_resampler_cc`` ``resamp_ratio`` and ``channel_model``'s
+    ``epsilon``).  ``center_freq_hz`` and ``samp_rate`` in Hz and samples/s.  Returns ``(cfo, ratio)``."""
+    e = _check_finite_scalar(ppm, "ppm") * 1e-6
+    fc = _check_finite_scalar(center_freq_hz, "center_freq_hz")
+    fs = _check_finite_scalar(samp_rate, "samp_rate")
+    if fs <= 0 or fc < 0:
+        raise ValueError(f"need samp_rate > 0 and center_freq_hz >= 0, got {samp_rate}, {center_freq_hz}")
+    if abs(e) >= 1e-3:
+        raise ValueError(f"|ppm| must be below 1000, got {ppm}")
+    return e * fc / fs, 1.0 + e
+
+
+def resample(x, ratio: float, mu0: float = 0.0) -> np.ndarray:
+    """Sample-clock offset: ``y[k] = x(mu0 + k * ratio)`` (``ratio`` input samples per output sample, the
+    convention of GNU Radio's ``mmse_resampler_cc``; ``ratio = 1 + ppm*1e-6`` for a transmitter clock ``ppm``
+    fast, see :func:`oscillator_offsets`), for every ``k`` with ``mu0 + k*ratio <= len(x) - 1``.
+
+    ``mu0 >= 0`` in input samples.  Band-limited interpolation with the 33-tap Kaiser-windowed sinc of
+    :func:`fractional_delay` evaluated at each output's own fractional position (same accuracy: content below
+    ~0.4 cycles per sample; inputs outside ``x`` are zero).  Returns complex64."""
+    a = _as_complex(x)
+    r = _check_finite_scalar(ratio, "ratio")
+    m = _check_finite_scalar(mu0, "mu0")
+    if not 0.5 <= r <= 2.0:
+        raise ValueError(f"ratio must be in [0.5, 2], got {ratio}")
+    if m < 0:
+        raise ValueError(f"mu0 must be >= 0, got {mu0}")
+    if a.size == 0 or m > a.size - 1:
+        return np.zeros(0, np.complex64)
+    n_out = int(np.floor((a.size - 1 - m) / r)) + 1
+    half, beta = 16, 8.0
+    pad = np.concatenate([np.zeros(half, np.complex64), a, np.zeros(half + 1, np.complex64)])
+    out = np.empty(n_out, np.complex64)
+    j = np.arange(-half, half + 1, dtype=np.float64)
+    chunk = 1 << 14
+    for k0 in range(0, n_out, chunk):
+        t = m + np.arange(k0, min(k0 + chunk, n_out), dtype=np.float64) * r
+        i = np.floor(t)
+        frac = (t - i)[:, None]
+        u = j[None, :] + frac                  # x(t) = sum_j x[i - j] * h(j + frac); h(u) = sinc(u) * w(u)
+        w = np.i0(beta * np.sqrt(np.clip(1.0 - (u / (half + 1.0)) ** 2, 0.0, 1.0))) / np.i0(beta)
+        h = np.sinc(u) * w
+        h /= h.sum(axis=1, keepdims=True)
+        idx = i.astype(np.int64)[:, None] - j.astype(np.int64)[None, :] + half
+        out[k0:k0 + t.size] = np.sum(pad[idx] * h, axis=1)
+    return out
+
+
+def wiener_phase(n: int, linewidth_hz: float, samp_rate: float, rng: np.random.Generator,
+                 phase0: float = 0.0) -> np.ndarray:
+    """Wiener (random-walk) phase noise of an oscillator pair with 3-dB Lorentzian ``linewidth_hz``: ``n``
+    phases (radians, float64), ``phi[0] = phase0 + d[0]``, ``phi[k] = phi[k-1] + d[k]`` with independent
+    ``d[k] ~ N(0, 2*pi*linewidth_hz/samp_rate)``, so ``Var(phi[k] - phi[j]) = 2*pi*linewidth_hz*(k-j)/samp_rate``
+    (rad^2) grows linearly with the lag.  Its single-sideband spectrum far from the carrier is
+    ``L(f) = linewidth_hz / (pi * f**2)`` (1/Hz): -80 dBc/Hz at 10 kHz is a linewidth of ``pi`` Hz.  The linewidths
+    of the transmitter's and receiver's oscillators add.  ``samp_rate`` in samples/s."""
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    lw = _check_finite_scalar(linewidth_hz, "linewidth_hz")
+    fs = _check_finite_scalar(samp_rate, "samp_rate")
+    p0 = _check_finite_scalar(phase0, "phase0")
+    if lw < 0 or fs <= 0:
+        raise ValueError(f"need linewidth_hz >= 0 and samp_rate > 0, got {linewidth_hz}, {samp_rate}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError("rng must be a numpy.random.Generator")
+    d = rng.standard_normal(int(n)) * math.sqrt(2.0 * math.pi * lw / fs)
+    return p0 + np.cumsum(d)
+
+
+def apply_phase_noise(x, linewidth_hz: float, samp_rate: float, rng: np.random.Generator,
+                      phase0: float = 0.0) -> np.ndarray:
+    """``x[k] * exp(j*phi[k])`` with ``phi`` = :func:`wiener_phase` (``linewidth_hz`` in Hz, ``samp_rate`` in
+    samples/s); complex64."""
+    a = _as_complex(x)
+    ph = wiener_phase(a.size, linewidth_hz, samp_rate, rng, phase0)
+    return (a * np.exp(1j * ph).astype(np.complex64)).astype(np.complex64, copy=False)
+
+
+def iq_imbalance(x, gain_db: float, phase_deg: float) -> np.ndarray:
+    """Receiver IQ imbalance, the model of GNU Radio's ``channels.iqbal_gen(gain_db, phase_deg, 1)``: the I
+    branch has amplitude gain ``g = 10**(gain_db/20)`` relative to Q and its LO is ``phase_deg`` degrees off
+    quadrature, ``I' = g * (cos(phi) * I + sin(phi) * Q)``, ``Q' = Q``.  For a circular input the output's
+    ``20*log10(rms(I')/rms(Q'))`` is ``gain_db`` and the I/Q correlation coefficient is ``sin(phi)``; the image
+    (the conjugate term ``K2 * conj(x)``, ``y = K1*x + K2*conj(x)``) is ``|K2/K1|**2`` below the signal.
+    Returns complex64."""
+    a = _as_complex(x)
+    g = 10.0 ** (_check_finite_scalar(gain_db, "gain_db") / 20.0)
+    ph = math.radians(_check_finite_scalar(phase_deg, "phase_deg"))
+    if abs(ph) >= math.pi / 2:
+        raise ValueError(f"|phase_deg| must be below 90, got {phase_deg}")
+    re = (g * (math.cos(ph) * a.real.astype(np.float64) + math.sin(ph) * a.imag.astype(np.float64)))
+    out = np.empty(a.size, np.complex64)
+    out.real = re
+    out.imag = a.imag
+    return out
+
+
+def dc_offset_value(level_db: float, phase_deg: float = 45.0, signal_power: float = 1.0) -> complex:
+    """The complex DC offset of power ``level_db`` dB relative to ``signal_power`` (linear, e.g. ``1/sps`` for
+    unit-Es bursts shaped with unit-energy RRC taps) at angle ``phase_deg`` degrees:
+    ``sqrt(signal_power * 10**(level_db/10)) * exp(j*radians(phase_deg))``; ``level_db = -inf`` gives 0."""
+    lv = float(level_db)
+    if np.isnan(lv) or lv == np.inf:
+        raise ValueError(f"level_db must be finite or -inf, got {level_db!r}")
+    p = _check_finite_scalar(signal_power, "signal_power")
+    if p < 0:
+        raise ValueError(f"signal_power must be >= 0, got {signal_power}")
+    ph = math.radians(_check_finite_scalar(phase_deg, "phase_deg"))
+    if lv == -np.inf:
+        return 0j
+    amp = math.sqrt(p * 10.0 ** (lv / 10.0))
+    return complex(amp * math.cos(ph), amp * math.sin(ph))
+
+
+def dc_offset(x, level_db: float, phase_deg: float = 45.0, signal_power: float = 1.0) -> np.ndarray:
+    """``x + dc_offset_value(level_db, phase_deg, signal_power)`` (a receiver's LO leakage / DC), complex64."""
+    a = _as_complex(x)
+    return (a + np.complex64(dc_offset_value(level_db, phase_deg, signal_power))).astype(np.complex64, copy=False)
 
 
 def rrc_taps(sps: int, beta: float = 0.35, span: int = 8) -> np.ndarray:

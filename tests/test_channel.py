@@ -460,3 +460,99 @@ def test_simlink_channel_spec_is_the_symbol_channel():
     assert any(out is None for _, out in lossy) and any(out is not None for _, out in lossy)
     for (i, a), (_, b) in zip(lossy, clean):
         assert a is None or np.array_equal(a[0], b[0])
+
+
+# ------------------------------------------------------------------------------ radio front-end impairments
+def test_oscillator_offsets_tie_cfo_and_sfo_to_one_ppm():
+    cfo, ratio = ch.oscillator_offsets(4.0, 2.4e9, 2e6)
+    assert cfo == pytest.approx(4e-6 * 2.4e9 / 2e6, rel=1e-12)      # 9.6 kHz at 2 MS/s
+    assert ratio == pytest.approx(1 + 4e-6, rel=1e-15)
+    cfo_n, ratio_n = ch.oscillator_offsets(-4.0, 2.4e9, 2e6)
+    assert cfo_n == pytest.approx(-cfo) and ratio_n == pytest.approx(1 - 4e-6, rel=1e-15)
+    for bad in ((1e3, 1e9, 1e6), (1.0, 1e9, 0.0), (float("nan"), 1e9, 1e6), (1.0, -1.0, 1e6)):
+        with pytest.raises(ValueError):
+            ch.oscillator_offsets(*bad)
+
+
+@pytest.mark.parametrize("ratio", [1 + 4e-6, 1 + 1e-3, 1 - 2e-3])
+def test_resample_ratio_scales_a_tone_and_the_length(ratio):
+    n, f0 = 40_000, 0.05
+    x = np.exp(2j * np.pi * f0 * np.arange(n)).astype(np.complex64)
+    y = ch.resample(x, ratio, 0.25)
+    assert y.dtype == np.complex64 and y.size == int(np.floor((n - 1 - 0.25) / ratio)) + 1
+    k = np.arange(200, y.size - 200)
+    ref = np.exp(2j * np.pi * f0 * (0.25 + k * ratio))                # y[k] = x(mu0 + k*ratio)
+    assert np.max(np.abs(y[k] - ref)) < 1e-3
+    # the tone's frequency per output sample is f0 * ratio (what a receiver sees of a fast TX clock)
+    f_meas = np.angle(np.sum(y[k[1:]] * np.conj(y[k[:-1]]))) / (2 * np.pi)
+    assert f_meas == pytest.approx(f0 * ratio, rel=1e-6)
+
+
+def test_resample_unity_ratio_is_fractional_delay(rng):
+    x = ch.pulse_shape(_qpsk(2000, rng), 2, ch.rrc_taps(2))
+    y = ch.resample(x, 1.0, 3.3)
+    d = ch.fractional_delay(x, -3.3)                                     # y[n] = x(n + 3.3)
+    # (the two centre their 33-tap windows on different samples: equal to ~-75 dB, not bit-exact)
+    assert np.max(np.abs(y[50:-50] - d[50:y.size - 50])) < 1e-3
+    assert np.allclose(ch.resample(x, 1.0, 0.0), x, atol=1e-6)                # integer positions: the samples
+    with pytest.raises(ValueError):
+        ch.resample(x, 3.0)
+    with pytest.raises(ValueError):
+        ch.resample(x, 1.0, -1.0)
+
+
+def test_wiener_phase_variance_grows_linearly(rng):
+    lw, fs, n, runs = 50.0, 1e5, 2000, 400
+    ph = np.stack([ch.wiener_phase(n, lw, fs, rng) for _ in range(runs)])
+    d = ph - ph[:, :1]
+    var = np.var(d, axis=0)
+    for lag in (100, 500, 1999):
+        theory = 2 * np.pi * lw * lag / fs
+        assert var[lag] == pytest.approx(theory, rel=0.25), (lag, var[lag], theory)
+    inc = np.diff(ph, axis=1)
+    assert np.var(inc) == pytest.approx(2 * np.pi * lw / fs, rel=0.02)
+    assert abs(np.corrcoef(inc[:, 1:].ravel(), inc[:, :-1].ravel())[0, 1]) < 0.01   # independent increments
+    assert np.all(ch.wiener_phase(10, 0.0, fs, rng, 0.3) == 0.3)
+    x = np.ones(1000, np.complex64)
+    y = ch.apply_phase_noise(x, lw, fs, np.random.default_rng(2))
+    assert np.allclose(np.abs(y), 1, atol=1e-6)
+    assert np.allclose(np.angle(y), np.angle(np.exp(1j * ch.wiener_phase(1000, lw, fs, np.random.default_rng(2)))),
+                       atol=1e-5)
+    with pytest.raises(ValueError):
+        ch.wiener_phase(10, -1.0, fs, rng)
+
+
+@pytest.mark.parametrize("gain_db,phase_deg", [(0.5, 3.0), (-1.0, -7.0), (0.0, 0.0)])
+def test_iq_imbalance_measured_from_the_output(rng, gain_db, phase_deg):
+    n = 400_000
+    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+    y = ch.iq_imbalance(x, gain_db, phase_deg)
+    g_meas = 10 * np.log10(np.mean(y.real.astype(float) ** 2) / np.mean(y.imag.astype(float) ** 2))
+    rho = np.mean(y.real.astype(float) * y.imag) / np.sqrt(np.mean(y.real.astype(float) ** 2) * np.mean(y.imag ** 2))
+    assert g_meas == pytest.approx(gain_db, abs=0.03)
+    assert np.degrees(np.arcsin(rho)) == pytest.approx(phase_deg, abs=0.3)
+    # the widely-linear form y = K1 x + K2 conj(x): the image power |K2/K1|^2 from the output
+    k1 = np.vdot(x, y) / np.vdot(x, x)
+    k2 = np.vdot(np.conj(x), y) / np.vdot(x, x)
+    g, p = 10 ** (gain_db / 20), np.radians(phase_deg)
+    assert k1 == pytest.approx((g * np.exp(-1j * p) + 1) / 2, abs=5e-3)
+    assert k2 == pytest.approx((g * np.exp(1j * p) - 1) / 2, abs=5e-3)
+    assert np.array_equal(y.imag, x.imag)
+    with pytest.raises(ValueError):
+        ch.iq_imbalance(x[:10], 0.0, 90.0)
+
+
+def test_dc_offset_level_and_angle(rng):
+    n = 200_000
+    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+    dc = ch.dc_offset_value(-30.0, 45.0, 0.5)
+    assert 10 * np.log10(abs(dc) ** 2 / 0.5) == pytest.approx(-30.0, abs=1e-9)
+    assert np.degrees(np.angle(dc)) == pytest.approx(45.0)
+    y = ch.dc_offset(x, -10.0, -120.0, 0.5)
+    est = np.mean(y)                                   # the DC is the output's mean (the input is zero mean)
+    ref = ch.dc_offset_value(-10.0, -120.0, 0.5)
+    assert abs(est - ref) < 4 / np.sqrt(n)
+    assert np.allclose(y - x, ref, atol=1e-6)
+    assert ch.dc_offset_value(-np.inf) == 0
+    with pytest.raises(ValueError):
+        ch.dc_offset_value(np.nan)

@@ -126,32 +126,64 @@ def tx_params(g: Graph, y=100):
 
 
 def channel(g: Graph, src: str, y0: int, gui: bool):
-    """Block fading (bypassed unless enabled), CFO, fractional timing, AWGN at Es/N0 = snr_db."""
+    """Block fading (bypassed unless enabled), CFO (``cfo`` plus the ``ppm`` carrier offset at ``center_freq``),
+    Wiener phase noise (``phase_noise_hz`` linewidth), fractional timing and the ``ppm`` sample-clock offset
+    (resampling ratio ``1 + ppm*1e-6``), AWGN at Es/N0 = snr_db, receiver IQ imbalance (``iq_gain_db``,
+    ``iq_phase_deg``) and DC offset (``dc_db`` relative to the burst's sample power ``1/sps``, at
+    ``dc_phase_deg``): the models of infercom.channel, as ``infercom loopback`` builds them."""
     g.block("ch_fading", "infercom_block_fading", (880, y0), mode='"frame"', snr_db="snr_db", seed="seed",
             state="bypassed")
-    g.block("ch_cfo", "blocks_rotator_cc", (1080, y0), phase_inc="2 * 3.141592653589793 * cfo",
-            tag_inc_update="False")
-    g.block("ch_timing", "mmse_resampler_xx", (1280, y0), type="complex", phase_shift="timing",
-            resamp_ratio="1.0")
-    g.block("ch_noise", "analog_noise_source_x", (1280, y0 + 120), type="complex", noise_type="analog.GR_GAUSSIAN",
+    g.block("ch_cfo", "blocks_rotator_cc", (1080, y0),
+            phase_inc="2 * math.pi * (cfo + ppm * 1e-6 * center_freq / samp_rate)", tag_inc_update="False")
+    g.block("ch_pn_noise", "analog_noise_source_x", (880, y0 + 240), type="float", noise_type="analog.GR_GAUSSIAN",
+            amp="math.sqrt(2 * math.pi * phase_noise_hz / samp_rate)", seed="seed + 3")
+    g.block("ch_pn_acc", "iir_filter_xxx", (1080, y0 + 240), type="ffd", fftaps="[1.0]", fbtaps="[1.0, 1.0]",
+            oldstyle="True")
+    g.block("ch_pn_mod", "analog_phase_modulator_fc", (1280, y0 + 240), sensitivity="1.0")
+    g.block("ch_pn", "blocks_multiply_xx", (1280, y0 + 120), type="complex", num_inputs="2")
+    g.block("ch_timing", "mmse_resampler_xx", (1480, y0), type="complex", phase_shift="timing",
+            resamp_ratio="1.0 + ppm * 1e-6")
+    g.block("ch_noise", "analog_noise_source_x", (1480, y0 + 120), type="complex", noise_type="analog.GR_GAUSSIAN",
             amp="10 ** (-snr_db / 20.0)", seed="seed + 1")
-    g.block("ch_add", "blocks_add_xx", (1480, y0), type="complex", num_inputs="2")
-    g.chain(src, "ch_fading", "ch_cfo", "ch_timing")
+    g.block("ch_add", "blocks_add_xx", (1680, y0), type="complex", num_inputs="2")
+    g.block("ch_iqbal", "channels_iqbal_gen", (1680, y0 + 120), mag="iq_gain_db", phase="iq_phase_deg", mode="1")
+    g.block("ch_dc", "blocks_add_const_vxx", (1880, y0), type="complex",
+            const="10 ** (dc_db / 20.0) / math.sqrt(sps) * complex(math.cos(math.radians(dc_phase_deg)), "
+                  "math.sin(math.radians(dc_phase_deg)))")
+    g.chain(src, "ch_fading", "ch_cfo")
+    g.link("ch_cfo", 0, "ch_pn", 0)
+    g.chain("ch_pn_noise", "ch_pn_acc", "ch_pn_mod")
+    g.link("ch_pn_mod", 0, "ch_pn", 1)
+    g.link("ch_pn", 0, "ch_timing", 0)
     g.link("ch_timing", 0, "ch_add", 0)
     g.link("ch_noise", 0, "ch_add", 1)
-    last = "ch_add"
+    g.chain("ch_add", "ch_iqbal", "ch_dc")
+    last = "ch_dc"
     if gui:
-        g.block("ch_throttle", "blocks_throttle", (1480, y0 + 120), type="complex", samples_per_second="samp_rate",
+        g.block("ch_throttle", "blocks_throttle", (1880, y0 + 120), type="complex", samples_per_second="samp_rate",
                 ignoretag="True")
-        g.chain("ch_add", "ch_throttle")
+        g.chain("ch_dc", "ch_throttle")
         last = "ch_throttle"
     return last
+
+
+def impairment_params(g: Graph, y: int = 280):
+    """The radio impairments of the loopbacks (docs/phy.md section 1, "Radio impairments")."""
+    g.param("ppm", "TX-RX reference offset (ppm): CFO and SFO", "eng_float", "0.0", (16, y))
+    g.param("center_freq", "Centre frequency (Hz) for ppm", "eng_float", "2.45e9", (200, y))
+    g.param("dc_db", "DC offset (dB re signal; -200 = none)", "eng_float", "-200.0", (400, y))
+    g.param("dc_phase_deg", "DC offset angle (deg)", "eng_float", "45.0", (600, y))
+    g.param("iq_gain_db", "RX IQ gain imbalance (dB)", "eng_float", "0.0", (800, y))
+    g.param("iq_phase_deg", "RX IQ phase imbalance (deg)", "eng_float", "0.0", (1000, y))
+    g.param("phase_noise_hz", "Phase noise linewidth (Hz)", "eng_float", "0.0", (1200, y))
+    g.block("import_math", "import", (850, 8), imports="import math")
 
 
 def loopback(gui: bool) -> Graph:
     gid = "loopback" if gui else "loopback_headless"
     g = Graph(gid, "InferCom loopback" + ("" if gui else " (headless)"), gui,
-              "TX -> block fading -> CFO -> fractional timing -> AWGN -> RX -> server over ZeroMQ"
+              "TX -> block fading -> CFO -> phase noise -> timing / sample-clock offset -> AWGN -> IQ imbalance -> DC "
+              "-> RX -> server over ZeroMQ"
               + (" with Qt GUI sinks" if gui else ""))
     common_vars(g)
     tx_params(g)
@@ -165,28 +197,30 @@ def loopback(gui: bool) -> Graph:
         g.var("samp_rate", "2e6", (800, 8))
     else:
         g.param("soft_out", "Combined soft symbols file", "str", "/dev/null", (800, 200))
-    tx = tx_section(g, continuous=True, feedback=True)
-    ch = channel(g, tx, 320, gui)
-    rx = rx_section(g, ch, max_log2="frame_len_log2")
+        g.param("samp_rate", "Sample rate (S/s) for ppm and phase noise", "eng_float", "2e6", (1000, 200))
+    impairment_params(g)
+    tx = tx_section(g, continuous=True, feedback=True, y0=400)
+    ch = channel(g, tx, 400, gui)
+    rx = rx_section(g, ch, y0=800, max_log2="frame_len_log2")
     g.link(rx, "feedback", tx, "feedback")
     if gui:
-        g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 560), type="complex", tag="packet_len",
+        g.block("rx_p2s", "pdu_pdu_to_tagged_stream", (1000, 800), type="complex", tag="packet_len",
                 minoutbuf=P2S_BUFFER)
         g.link(rx, "combined", "rx_p2s", "pdus")
-        g.block("gui_const", "qtgui_const_sink_x", (1240, 520), type="complex", name='"Soft symbols (Chase)"',
+        g.block("gui_const", "qtgui_const_sink_x", (1240, 760), type="complex", name='"Soft symbols (Chase)"',
                 size="4096", autoscale="False", ymin="-2", ymax="2", xmin="-2", xmax="2", nconnections="1")
-        g.block("gui_spec", "qtgui_freq_sink_x", (1700, 420), type="complex", name='"RX spectrum"',
+        g.block("gui_spec", "qtgui_freq_sink_x", (2100, 400), type="complex", name='"RX spectrum"',
                 fftsize="1024", bw="samp_rate", nconnections="1")
-        g.block("gui_soft", "qtgui_time_sink_x", (1240, 680), type="complex", name='"Soft symbols (I/Q)"',
+        g.block("gui_soft", "qtgui_time_sink_x", (1240, 920), type="complex", name='"Soft symbols (I/Q)"',
                 size="2048", srate="1", nconnections="1", autoscale="True")
         g.link("rx_p2s", 0, "gui_const", 0)
         g.link(ch, 0, "gui_spec", 0)
-        g.block("rx_p2s_raw", "pdu_pdu_to_tagged_stream", (1000, 700), type="complex", tag="packet_len",
+        g.block("rx_p2s_raw", "pdu_pdu_to_tagged_stream", (1000, 940), type="complex", tag="packet_len",
                 minoutbuf=P2S_BUFFER)
         g.link(rx, "frames", "rx_p2s_raw", "pdus")
         g.link("rx_p2s_raw", 0, "gui_soft", 0)
     else:
-        soft_file(g, rx)
+        soft_file(g, rx, pos=(1000, 800))
     return g
 
 

@@ -186,3 +186,80 @@ def test_nr_baseline_through_the_real_receiver(images):
     assert not any(r["crc_ok"] for r in low["images"]) and all(r["psnr"] is None for r in low["images"])
     ir = run_loopback(parse_args(common + ["--snr-db", "-4", "--attempts", "4"]))
     assert all(r["crc_ok"] and r["attempts_received"] == [0, 1, 2, 3] for r in ir["images"])
+
+
+def _run_gr(blocks_chain, x):
+    from gnuradio import blocks, gr
+
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist())
+    snk = blocks.vector_sink_c()
+    tb.connect(src, *blocks_chain, snk)
+    tb.run()
+    return np.asarray(snk.data(), np.complex64)
+
+
+def test_impairment_blocks_equal_the_numpy_models():
+    """The loopback's GNU Radio impairment blocks against infercom.channel's models of the same name."""
+    from gnuradio import blocks, channels, filter
+
+    from gnuradio.infercom.apps.loopback import wiener_phase_noise
+    from infercom import channel as ch
+
+    rng = np.random.default_rng(8)
+    sym = ((1 - 2 * rng.integers(0, 2, 6000)) + 1j * (1 - 2 * rng.integers(0, 2, 6000))) / np.sqrt(2)
+    x = ch.pulse_shape(sym.astype(np.complex64), 2, ch.rrc_taps(2))     # a burst as the modulator shapes it
+    # IQ imbalance: channels.iqbal_gen in receiver mode is the model
+    y = _run_gr([channels.iqbal_gen(0.5, 3.0, 1)], x)
+    assert np.max(np.abs(y - ch.iq_imbalance(x, 0.5, 3.0))) < 1e-5
+    # DC offset relative to the burst's sample power 1/sps
+    dc = ch.dc_offset_value(-30.0, 45.0, 0.5)
+    y = _run_gr([blocks.add_const_cc(dc)], x)
+    assert np.max(np.abs(y - ch.dc_offset(x, -30.0, 45.0, 0.5))) < 1e-6
+    # sample-clock offset: mmse_resampler_cc(mu, ratio) gives x(3 + mu + k*ratio) (its 8-tap interpolator's delay)
+    for mu, ratio in ((0.37, 1 + 4e-6), (0.0, 1 + 1e-3), (0.6, 1 - 1e-3)):
+        y = _run_gr([filter.mmse_resampler_cc(mu, ratio)], x)
+        ref = ch.resample(x, ratio, 3 + mu)
+        n = min(y.size, ref.size) - 40
+        err = np.mean(np.abs(y[40:n] - ref[40:n]) ** 2) / np.mean(np.abs(ref[40:n]) ** 2)
+        assert 10 * np.log10(err) < -40, (mu, ratio, err)
+        assert abs(y.size - x.size / ratio) < 10
+    # Wiener phase noise: |out| = |in|, the increments have the variance asked for, the variance grows linearly
+    var = 2 * np.pi * 50.0 / 1e5
+    ones = np.ones(400_000, np.complex64)
+    y = _run_gr([wiener_phase_noise(var, 9)], ones)
+    assert np.allclose(np.abs(y), 1, atol=1e-5)
+    ph = np.unwrap(np.angle(y).astype(np.float64))
+    inc = np.diff(ph)
+    assert np.var(inc) == pytest.approx(var, rel=0.02)
+    assert abs(np.corrcoef(inc[1:], inc[:-1])[0, 1]) < 0.01
+    for lag in (100, 1000):
+        d = ph[lag:] - ph[:-lag]
+        assert np.mean(d ** 2) == pytest.approx(var * lag, rel=0.15)   # E[(phi[k+lag]-phi[k])^2] = var*lag
+
+
+def test_loopback_every_impairment_at_the_worst_carrier_offset(images):
+    """All radio impairments at once, 5 ppm tied CFO/SFO (two 2.5 ppm TCXOs, the hardware configs' worst) at
+    2.45 GHz and the N210's 1 MS/s (CFO 2.45 % of the symbol rate), -30 dB DC, 0.5 dB / 3 degree IQ imbalance,
+    6.3 Hz Wiener phase noise: at 0 dB every frame comes through and the informative planes lose < 1 dB."""
+    args = parse_args(["--wall-timeout", "120", "--images", str(images), "--snr-db", "0", "--frame-len-log2", "11",
+                       "--seed", "12", "--samp-rate", "1e6", "--ppm", "5", "--center-freq", "2.45e9",
+                       "--dc-db", "-30", "--iq-gain-db", "0.5", "--iq-phase-deg", "3", "--phase-noise-hz", "6.3"])
+    rep = run_loopback(args)
+    s = rep["summary"]
+    imp = s["impairments"]
+    assert s["cfo_frac_symbol_rate"] == pytest.approx(5e-6 * 2.45e9 / 0.5e6) and imp["sfo_ratio"] == 1 + 5e-6
+    assert s["drained"] and s["frames_sent"] > 10
+    assert s["frames_received"] == s["frames_sent"] and s["header_failures"] == 0, (s["sync"], s["demod"])
+    assert abs(s["measured_snr_db"]) < 1.0
+    for r in rep["images"]:
+        assert r["frames_lost"] == 0
+        loss = [v for v in r["plane_loss_db"][:3] if v is not None]
+        assert loss and max(loss) < 1.0, r["plane_loss_db"]
+
+
+def test_bad_impairment_arguments(images):
+    for bad in (["--ppm", "500"], ["--iq-phase-deg", "45"], ["--phase-noise-hz", "-1"], ["--dc-db", "20"],
+                ["--ppm", "40", "--center-freq", "5.8e9"]):      # 40 ppm at 5.8 GHz: CFO beyond the 5 % acquired
+        with pytest.raises(ValueError):
+            run_loopback(parse_args(["--images", str(images), "--snr-db", "0"] + bad))

@@ -1,14 +1,23 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``infercom loopback``: the headless loopback transceiver (grc/loopback_headless.grc) run end to end.
 
-``infercom_tx`` (TX controller -> frame modulator, RRC-shaped bursts) -> [block fading] -> CFO -> fractional
-timing offset -> AWGN at Es/N0 -> ``infercom_rx`` (RRC matched filter -> burst sync -> frame demod -> Chase
+``infercom_tx`` (TX controller -> frame modulator, RRC-shaped bursts) -> [block fading] -> CFO -> [phase noise]
+-> fractional timing offset and sample-clock offset -> AWGN at Es/N0 -> [IQ imbalance] -> [DC offset] ->
+``infercom_rx`` (RRC matched filter -> burst sync -> frame demod -> Chase
 combiner) -> local reconstruction (MMSE + bicubic via infercom.link), and with ``--server`` the soft frames also
 go to the inference server, whose ACK/NACK drives the transmitter's retransmissions.
 
 Reported per image: frames sent / received / lost, header failures, measured vs configured SNR, BER per plane
 (MSB first) with its dB-equivalent loss against theory, retransmissions, and the image metrics of
 ``infercom simulate`` (low-res MSE of MMSE and hard decisions, PSNR / SSIM of the upsampled image).
+
+The radio impairments (docs/phy.md section 1, "Radio impairments"; the numpy models of the same name are in
+``infercom.channel``): ``--ppm`` is the frequency error of the transmitter's reference against the receiver's
+and drives both the carrier offset (``ppm * 1e-6 * --center-freq`` Hz, added to ``--cfo-hz`` / ``--cfo-frac``)
+and the sample-clock offset (resampling ratio ``1 + ppm * 1e-6``); ``--dc-db`` / ``--dc-phase-deg`` a complex DC
+offset relative to the burst's sample power ``1/sps``; ``--iq-gain-db`` / ``--iq-phase-deg`` the receiver's IQ
+imbalance (GNU Radio's ``channels.iqbal_gen``, receiver mode); ``--phase-noise-hz`` the Lorentzian linewidth
+of Wiener phase noise.  Blocks of impairments left at zero are not inserted.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import numpy as np
 import pmt
 from gnuradio import analog, blocks, filter, gr
 
-from infercom.channel import add_channel_arguments
+from infercom.channel import add_channel_arguments, dc_offset_value, oscillator_offsets
 from infercom.nr import options as nr_cli
 
 from . import add_link_arguments, block_size, nr_options
@@ -40,7 +49,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfo-frac", type=float, default=None,
                    help="carrier frequency offset as a fraction of the symbol rate (e.g. 0.01 = 1%%; default: "
                         "from --cfo-hz, else 0)")
-    p.add_argument("--samp-rate", type=float, default=2e6, help="sample rate in S/s for --cfo-hz (default 2e6)")
+    p.add_argument("--samp-rate", type=float, default=2e6,
+                   help="sample rate in S/s for --cfo-hz, --ppm and --phase-noise-hz (default 2e6)")
+    p.add_argument("--ppm", type=float, default=0.0,
+                   help="frequency error of the TX reference against the RX's in ppm: carrier offset ppm*1e-6*"
+                        "--center-freq Hz (added to --cfo-hz/--cfo-frac) and sample-clock ratio 1+ppm*1e-6 "
+                        "(default 0)")
+    p.add_argument("--center-freq", type=float, default=2.45e9,
+                   help="carrier frequency in Hz for --ppm (default 2.45e9, as hw_configs/)")
+    p.add_argument("--dc-db", type=float, default=None,
+                   help="receiver DC offset power in dB relative to the burst's sample power 1/sps, e.g. -30 "
+                        "(default: none)")
+    p.add_argument("--dc-phase-deg", type=float, default=45.0, help="angle of the DC offset in degrees (default 45)")
+    p.add_argument("--iq-gain-db", type=float, default=0.0,
+                   help="receiver IQ amplitude imbalance, I relative to Q, in dB (default 0)")
+    p.add_argument("--iq-phase-deg", type=float, default=0.0,
+                   help="receiver IQ phase imbalance (I LO off quadrature) in degrees (default 0)")
+    p.add_argument("--phase-noise-hz", type=float, default=0.0,
+                   help="Wiener phase noise: Lorentzian linewidth of the oscillator pair in Hz (L(f) = "
+                        "lw/(pi f^2); -80 dBc/Hz at 10 kHz per oscillator is ~3.1 Hz each, 6.3 Hz the pair; "
+                        "default 0)")
     p.add_argument("--timing", type=float, default=None,
                    help="fractional timing offset in samples (default: drawn from the seed in [0, 1))")
     # the GNU Radio channel cannot normalise an attempt's fading gains: no --snr-mode (always "average")
@@ -114,12 +142,44 @@ class _collector(gr.basic_block):
             self.fading.append(pmt.to_python(msg))
 
 
+class wiener_phase_noise(gr.hier_block2):
+    """Wiener phase noise from GNU Radio blocks, the model of ``infercom.channel.apply_phase_noise``:
+    ``out[k] = in[k] * exp(j*phi[k])``, ``phi[k] = phi[k-1] + d[k]``, ``d[k] ~ N(0, variance)`` (rad^2 per
+    sample; ``2*pi*linewidth_hz/samp_rate``).  ``analog.noise_source_f`` -> ``iir_filter_ffd`` 1/(1 - z^-1)
+    (the accumulator, double state) -> ``phase_modulator_fc`` -> ``multiply_cc``.  (GNU Radio's own
+    ``channels.phase_noise_gen`` low-pass filters the noise instead: a bounded jitter, not an oscillator's
+    random walk, and its seed is fixed.)"""
+
+    def __init__(self, variance: float, seed: int = 0):
+        gr.hier_block2.__init__(self, "wiener_phase_noise", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        if not variance >= 0:
+            raise ValueError(f"phase noise variance must be >= 0, got {variance}")
+        self.src = analog.noise_source_f(analog.GR_GAUSSIAN, math.sqrt(variance), int(seed))
+        self.acc = filter.iir_filter_ffd([1.0], [1.0, 1.0], True)
+        self.mod = analog.phase_modulator_fc(1.0)
+        self.mult = blocks.multiply_cc()
+        self.connect(self.src, self.acc, self.mod, (self.mult, 1))
+        self.connect(self, (self.mult, 0))
+        self.connect(self.mult, self)
+
+
 class LoopbackFlowgraph(gr.top_block):
     """The headless loopback of grc/loopback_headless.grc, built in Python from the same blocks with the same
-    wiring: the ``infercom_tx`` hier block -> [block fading] -> CFO -> fractional timing -> AWGN -> the
-    ``infercom_rx`` hier block, whose frames and Chase combinations go to the app's collector."""
+    wiring: the ``infercom_tx`` hier block -> [block fading] -> CFO -> [phase noise] -> fractional timing and
+    sample-clock offset -> AWGN -> [IQ imbalance] -> [DC offset] -> the ``infercom_rx`` hier block, whose frames
+    and Chase combinations go to the app's collector.
 
-    def __init__(self, images, snr_db: float, *, cfo: float = 0.0, timing: float = 0.0, fading: str = "none",
+    Channel keywords: ``cfo`` in cycles/sample; ``timing`` the resampler's initial phase in samples;
+    ``sfo_ratio`` transmitter samples per receiver sample (``1 + ppm*1e-6``, ``infercom.channel.resample``);
+    ``phase_noise_var`` the Wiener phase increment variance per sample in rad^2 (``2*pi*linewidth/samp_rate``,
+    ``infercom.channel.wiener_phase``); ``iq_gain_db`` / ``iq_phase_deg`` the receiver IQ imbalance
+    (``channels.iqbal_gen`` mode 1 = ``infercom.channel.iq_imbalance``); ``dc`` the complex DC added last
+    (``infercom.channel.dc_offset``).  The bracketed blocks are inserted only when non-zero."""
+
+    def __init__(self, images, snr_db: float, *, cfo: float = 0.0, timing: float = 0.0, sfo_ratio: float = 1.0,
+                 phase_noise_var: float = 0.0, iq_gain_db: float = 0.0, iq_phase_deg: float = 0.0,
+                 dc: complex = 0j, fading: str = "none",
                  fading_per: str = "image", server: str | None = None, attempts: int = 1, max_attempts: int = 4,
                  timeout_s: float = 10.0, sps: int = 2, gap=(64, 1024), seed: int = 0, tx_id: int = 0,
                  bh: int = 3, bw: int = 3, planes: int = 8, profile: str = "importance", design_snr_db: int = -4,
@@ -141,9 +201,17 @@ class LoopbackFlowgraph(gr.top_block):
                       continuous=True, tail_symbols=0, max_queue=4096, seed=seed)
         self.tx, self.mod = self.txb.ctl, self.txb.mod
         self.rot = blocks.rotator_cc(2 * math.pi * cfo)
-        self.delay = filter.mmse_resampler_cc(float(timing), 1.0)
+        self.delay = filter.mmse_resampler_cc(float(timing), float(sfo_ratio))
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, 10 ** (-snr_db / 20.0), int(seed) + 1)
         self.add = blocks.add_cc()
+        # phase noise: a Gaussian increment per sample, accumulated (IIR 1/(1 - z^-1), double state), as a phase
+        self.pn = wiener_phase_noise(phase_noise_var, int(seed) + 3) if phase_noise_var > 0 else None
+        self.iqbal = None
+        if iq_gain_db or iq_phase_deg:
+            from gnuradio import channels
+
+            self.iqbal = channels.iqbal_gen(float(iq_gain_db), float(iq_phase_deg), 1)
+        self.dc = blocks.add_const_cc(complex(dc)) if dc else None
         self.rxb = rx(sps=sps, beta=fmt.beta, span=fmt.span, max_frame_len_log2=frame_len_log2, max_frames=4096,
                       timeout_s=600.0, server_addr=server or "", tx_ids=[tx_id] if server else [], hwm=1000)
         self.sync, self.demod, self.chase = self.rxb.sync, self.rxb.demod, self.rxb.chase
@@ -157,11 +225,15 @@ class LoopbackFlowgraph(gr.top_block):
             self.fade = block_fading(mode=fading_per, snr_db=snr_db, seed=seed + 2)
             chain.append(self.fade)
             self.msg_connect(self.fade, "snr", self.sink, "fading")
-        chain += [self.rot, self.delay]
+        chain.append(self.rot)
+        if self.pn is not None:
+            chain.append(self.pn)
+        chain.append(self.delay)
         self.connect(*chain)
         self.connect(self.delay, (self.add, 0))
         self.connect(self.noise, (self.add, 1))
-        self.connect(self.add, self.rxb)
+        rx_chain = [self.add] + [b for b in (self.iqbal, self.dc) if b is not None] + [self.rxb]
+        self.connect(*rx_chain)
         self.msg_connect(self.txb, "status", self.sink, "status")
         self.msg_connect(self.rxb, "frames", self.sink, "frames")
         self.msg_connect(self.rxb, "combined", self.sink, "combined")
@@ -303,6 +375,32 @@ def nr_image_report(img, parts: list, sent_frames: int, received: list) -> dict:
     return rec
 
 
+def impairments(args: argparse.Namespace) -> dict:
+    """The radio impairments of the arguments, validated: the total carrier offset as a fraction of the symbol
+    rate (``--cfo-hz`` / ``--cfo-frac`` plus the ``--ppm`` carrier offset at ``--center-freq``), the sample-clock
+    ratio, and the other flags as given (``dc_db`` None = no DC offset).  ``ValueError`` on a bad value."""
+    if not args.samp_rate > 0 or not args.sps >= 1:
+        raise ValueError(f"--samp-rate must be > 0, got {args.samp_rate}")
+    symbol_rate = args.samp_rate / args.sps
+    if not abs(args.ppm) <= 100:
+        raise ValueError(f"--ppm {args.ppm} outside -100..100")
+    if not 0 <= args.center_freq <= 100e9:
+        raise ValueError(f"--center-freq {args.center_freq} outside 0..100e9 Hz")
+    cfo_ppm, ratio = oscillator_offsets(args.ppm, args.center_freq, args.samp_rate)   # cycles/sample
+    extra = args.cfo_frac if args.cfo_frac is not None else (args.cfo_hz or 0.0) / symbol_rate
+    if args.dc_db is not None and not -200 <= args.dc_db <= 10:
+        raise ValueError(f"--dc-db {args.dc_db} outside -200..10 dB")
+    if not abs(args.iq_gain_db) <= 6 or not abs(args.iq_phase_deg) <= 30:
+        raise ValueError(f"--iq-gain-db / --iq-phase-deg ({args.iq_gain_db}, {args.iq_phase_deg}) outside "
+                         f"+-6 dB / +-30 degrees")
+    if not 0 <= args.phase_noise_hz <= 0.01 * args.samp_rate:
+        raise ValueError(f"--phase-noise-hz {args.phase_noise_hz} outside 0..1% of --samp-rate")
+    return {"ppm": args.ppm, "center_freq_hz": args.center_freq, "samp_rate": args.samp_rate,
+            "cfo_frac_symbol_rate": float(extra + cfo_ppm * args.sps), "sfo_ratio": ratio,
+            "dc_db": args.dc_db, "dc_phase_deg": args.dc_phase_deg, "iq_gain_db": args.iq_gain_db,
+            "iq_phase_deg": args.iq_phase_deg, "phase_noise_hz": args.phase_noise_hz}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The app's arguments from a list (tests, demo): ``parse_args(["--images", d, "--snr-db", "0"])``."""
     p = argparse.ArgumentParser(prog="infercom loopback")
@@ -321,9 +419,9 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         files = files[: args.max_images]
     if not -40 <= args.snr_db <= 60:
         raise ValueError(f"--snr-db {args.snr_db} outside -40..60 dB")
+    imp = impairments(args)
     symbol_rate = args.samp_rate / args.sps
-    cfo_frac = args.cfo_frac if args.cfo_frac is not None else (
-        (args.cfo_hz or 0.0) / symbol_rate)
+    cfo_frac = imp["cfo_frac_symbol_rate"]
     if abs(cfo_frac) > 0.05:
         raise ValueError(f"CFO of {cfo_frac:.3g} x symbol rate is beyond what the receiver acquires (5%)")
     rng = np.random.default_rng(args.seed)
@@ -335,7 +433,11 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         raise ValueError(f"--gap must be MIN:MAX symbols, got {args.gap!r}")
     images = [load_image(f) for f in files]
     cfg = LinkConfig(bh, bw, args.planes, args.profile, design)
-    fg = LoopbackFlowgraph(images, args.snr_db, cfo=cfo_frac / args.sps, timing=timing, fading=args.fading,
+    fg = LoopbackFlowgraph(images, args.snr_db, cfo=cfo_frac / args.sps, timing=timing, sfo_ratio=imp["sfo_ratio"],
+                           phase_noise_var=2 * math.pi * args.phase_noise_hz / args.samp_rate,
+                           iq_gain_db=args.iq_gain_db, iq_phase_deg=args.iq_phase_deg,
+                           dc=dc_offset_value(args.dc_db, args.dc_phase_deg, 1.0 / args.sps)
+                           if args.dc_db is not None else 0j, fading=args.fading,
                            fading_per=args.fading_per, server=args.server, attempts=args.attempts,
                            max_attempts=args.max_attempts, timeout_s=args.timeout_s, sps=args.sps, gap=gap,
                            seed=args.seed, tx_id=args.tx_id, bh=bh, bw=bw, planes=args.planes, profile=args.profile,
@@ -387,7 +489,7 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
         "frames_received": int(sum(r["frames_received"] for r in per_image)),
         "header_failures": int(demod_c.get("header_fail", 0)),
         "sync": sync_c, "demod": demod_c, "chase": dict(fg.chase.counters),
-        "fading_reports": len(sink.fading),
+        "fading_reports": len(sink.fading), "impairments": imp,
     }
     if fg.__dict__.get("link") is not None:
         summary["server_link"] = dict(fg.link.counters)
