@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # an apps-layer job (it drives the GNU Radio loopback and the server); its module moves here later
     "demo": ("infercom_apps.demo", "closed-loop demo: loopback + server + HTML report"),
     "bench": ("infercom_apps.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
+    "hw": ("infercom_apps.hw", "hw probe: find USRPs, check a hw_configs set-up on them, loopback calibration"),
 }
 
 

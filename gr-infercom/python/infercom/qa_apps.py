@@ -405,7 +405,8 @@ def test_rx_record_then_replay_gives_the_same_frames_bit_exact(tmp_path):
         while live.rx.samples() < x.size - 65536 and time.monotonic() - t0 < 60:
             time.sleep(0.05)
         while not (live.sync.idle() and live.log.n_frames >= live.demod.counters["frames"]
-                   and live.chase.counters["combined"] >= live.log.n_frames) and time.monotonic() - t0 < 60:
+                   and live.chase.counters["combined"] >= live.log.n_frames
+                   and live.rec_sink.nitems_read(0) >= x.size) and time.monotonic() - t0 < 60:
             time.sleep(0.05)
         time.sleep(0.5)
     finally:

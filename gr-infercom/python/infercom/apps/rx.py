@@ -117,7 +117,7 @@ class RxFlowgraph(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_rx")
         from .. import block_class
-        from ..hwconfig import configure_usrp, load_hw_config
+        from ..hwconfig import configure_usrp, device_addr, load_hw_config
 
         rx = block_class("rx")       # the class (the package attribute may be the module)
         if not args.server and (args.feedback or args.curve_server_key or args.curve_key):
@@ -154,7 +154,7 @@ class RxFlowgraph(gr.top_block):
             from gnuradio import uhd
 
             hw = self.hw
-            self.src = uhd.usrp_source(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]))
+            self.src = uhd.usrp_source(device_addr(hw, "rx"), uhd.stream_args(cpu_format="fc32", channels=[0]))
             configure_usrp(self.src, hw, "rx", uhd.ALL_MBOARDS)
         sps = 2 if sps is None else sps
         self.sps, self.samp_rate = sps, samp_rate

@@ -55,7 +55,7 @@ class TxFlowgraph(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "infercom_tx")
         from .. import block_class
-        from ..hwconfig import configure_usrp, load_hw_config
+        from ..hwconfig import configure_usrp, device_addr, load_hw_config
         from infercom.frame import FrameFormat
 
         server_link, tx = block_class("server_link"), block_class("tx")   # the classes, not the modules
@@ -92,7 +92,7 @@ class TxFlowgraph(gr.top_block):
 
             hw = self.hw
             self.amp = blocks.multiply_const_cc(args.amplitude)
-            self.sink = uhd.usrp_sink(hw["device_args"], uhd.stream_args(cpu_format="fc32", channels=[0]), "")
+            self.sink = uhd.usrp_sink(device_addr(hw, "tx"), uhd.stream_args(cpu_format="fc32", channels=[0]), "")
             configure_usrp(self.sink, hw, "tx", uhd.ALL_MBOARDS)
             self.connect(self.txb, self.amp, self.sink)
 
