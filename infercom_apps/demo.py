@@ -197,9 +197,10 @@ def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dic
 
     from infercom.nr.options import nr_kwargs
 
+    from infercom.limits import DESIGN_SNR_MAX_DB, DESIGN_SNR_MIN_DB
     from receiver_server.simlink import ChannelSpec, SimTransmitter
 
-    design = int(min(max(round(args.snr_db), -16), 15))
+    design = int(min(max(round(args.snr_db), DESIGN_SNR_MIN_DB), DESIGN_SNR_MAX_DB))
     tx = SimTransmitter(0, [(i, img, {"name": name}) for i, (name, img) in enumerate(images)],
                         f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}",
                         LinkConfig(bh=bh, bw=bw, design_snr_db=design),

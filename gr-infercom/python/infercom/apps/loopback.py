@@ -35,6 +35,7 @@ import pmt
 from gnuradio import analog, blocks, filter, gr
 
 from infercom.channel import add_channel_arguments, dc_offset_value, oscillator_offsets
+from infercom.limits import DESIGN_SNR_MAX_DB, DESIGN_SNR_MIN_DB
 from infercom.nr import options as nr_cli
 
 from . import add_link_arguments, block_size, nr_options
@@ -420,14 +421,13 @@ def run_loopback(args, keep_flowgraph: bool = False) -> dict:
     if not -40 <= args.snr_db <= 60:
         raise ValueError(f"--snr-db {args.snr_db} outside -40..60 dB")
     imp = impairments(args)
-    symbol_rate = args.samp_rate / args.sps
     cfo_frac = imp["cfo_frac_symbol_rate"]
     if abs(cfo_frac) > 0.05:
         raise ValueError(f"CFO of {cfo_frac:.3g} x symbol rate is beyond what the receiver acquires (5%)")
     rng = np.random.default_rng(args.seed)
     timing = float(rng.random()) if args.timing is None else float(args.timing)
     design = args.design_snr_db if args.design_snr_db is not None else int(
-        min(max(round(args.snr_db), -16), 15))
+        min(max(round(args.snr_db), DESIGN_SNR_MIN_DB), DESIGN_SNR_MAX_DB))
     gap = tuple(int(x) for x in args.gap.split(":"))
     if len(gap) != 2 or not 0 <= gap[0] <= gap[1]:
         raise ValueError(f"--gap must be MIN:MAX symbols, got {args.gap!r}")
