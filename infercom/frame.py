@@ -20,7 +20,7 @@ import numpy as np
 
 from . import preamble as pre
 from .header import CONFIG_FIELDS, HEADER_SYMBOLS, FrameHeader, encode_header
-from .limits import check_field
+from .limits import MAX_SPS, MIN_SPS, check_field
 
 __all__ = ["FrameFormat", "segment", "build_frame", "image_frames", "payload_frames", "Reassembler", "frame_layout"]
 
@@ -45,8 +45,8 @@ class FrameFormat:
         check_field("frame_len_log2", self.frame_len_log2)      # the header's range (infercom.limits)
         if not isinstance(self.pilot_spacing, (int, np.integer)) or not 16 <= self.pilot_spacing <= 4096:
             raise ValueError(f"pilot_spacing must be in 16..4096, got {self.pilot_spacing!r}")
-        if not isinstance(self.sps, (int, np.integer)) or not 2 <= self.sps <= 16:
-            raise ValueError(f"sps must be an integer in 2..16, got {self.sps!r}")
+        if not isinstance(self.sps, (int, np.integer)) or not MIN_SPS <= self.sps <= MAX_SPS:
+            raise ValueError(f"sps must be an integer in {MIN_SPS}..{MAX_SPS}, got {self.sps!r}")
         if not 0.0 < float(self.beta) <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {self.beta!r}")
 

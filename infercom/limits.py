@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["PROFILES", "CHANNELS", "MAX_TX_ID", "MAX_IMAGE_ID", "MAX_ATTEMPT", "MAX_FRAMES", "MAX_BLOCK",
            "MAX_PLANES", "MAX_SIDE", "DESIGN_SNR_MIN_DB", "DESIGN_SNR_MAX_DB", "MAX_KEY_ID",
-           "MIN_FRAME_LEN_LOG2", "MAX_FRAME_LEN_LOG2", "FIELD_RANGES", "check_field",
+           "MIN_FRAME_LEN_LOG2", "MAX_FRAME_LEN_LOG2", "MIN_SPS", "MAX_SPS", "FIELD_RANGES", "check_field",
            "check_channels"]
 
 #: power profile names, in the order of their header / wire code (index = code)
@@ -47,6 +47,9 @@ MAX_KEY_ID = 15
 #: data symbols per frame = 2**frame_len_log2, frame_len_log2 in MIN..MAX
 MIN_FRAME_LEN_LOG2 = 4
 MAX_FRAME_LEN_LOG2 = 16
+#: samples per symbol of the sample-level waveform the receiver takes (infercom.frame.FrameFormat)
+MIN_SPS = 2
+MAX_SPS = 16
 
 #: inclusive (low, high) of every integer header field
 FIELD_RANGES = {

@@ -206,13 +206,14 @@ def validate_hw_config(data, source: str = "<config>") -> dict:
 
     for key in ("sample_rate", "center_freq"):
         need(cfg[key] > 0, f"{key} must be > 0, got {cfg[key]}")
-    # the receiver's chain: infercom.frame.FrameFormat (burst_sync, frame_demod) takes sps 2..16
-    from infercom.frame import FrameFormat
+    # the receiver's chain (infercom.frame.FrameFormat: burst_sync, frame_demod) takes sps MIN_SPS..MAX_SPS;
+    # infercom.limits, not the frame module: reading a config must not need the numba kernels
+    from infercom.limits import MAX_SPS, MIN_SPS
 
-    try:
-        FrameFormat(sps=cfg["sps"])
-    except ValueError as exc:
-        problems.append(f"sps {cfg['sps']} is not supported by the receiver (infercom.frame.FrameFormat: {exc})")
+    sps = cfg["sps"]
+    if isinstance(sps, bool) or not isinstance(sps, int) or not MIN_SPS <= sps <= MAX_SPS:
+        problems.append(f"sps {sps} is not supported by the receiver (infercom.frame.FrameFormat: sps must be an "
+                        f"integer in {MIN_SPS}..{MAX_SPS})")
     for key in ("clock_source", "time_source"):
         need(cfg[key] in CLOCK_SOURCES, f"{key} must be one of {CLOCK_SOURCES}, got {cfg[key]!r}")
     # the device family: `device:`, else the type= of every device address
