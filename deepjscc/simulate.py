@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infercom import channel, chase, imageio, metrics, options, source
-from infercom.simulate import (_channel_fields, _head_nr, _loaded, _write_records, emit_record, emit_summary,
-                               mean_snr_db)
+from infercom import channel, chase, metrics, source
 from infercom.limits import MAX_ATTEMPT
+from infercom.simulate import (_channel_fields, _head_nr, _loaded, _write_records, emit_record, emit_summary,
+                               mean_snr_db, run_inputs)
 
 from .presets import TRIGGERS
 
@@ -340,16 +340,8 @@ def run(args: argparse.Namespace, codec=None) -> int:
     lines with ``--json``; ``--out`` CSV / JSON lines) and one summary per SNR. ``codec``: use this codec
     instead of loading ``--preset`` / ``--checkpoint`` (tests)."""
     try:
-        snrs = options.parse_snr_db(args.snr_db)
-        files = imageio.list_images(args.images)
-        if args.max_images is not None:
-            if args.max_images < 1:
-                raise ValueError("--max-images must be >= 1")
-            files = files[: args.max_images]
-        if args.attempts < 1:
-            raise ValueError("--attempts must be >= 1")
+        snrs, files, chans = run_inputs(args)
         max_att = _check_max_attempts(args.max_attempts if args.max_attempts is not None else args.attempts)
-        chans = {s: channel.channel_from_args(args, s) for s in snrs}
         gate = make_gate(args.trigger, max_att, args.psnr_threshold, getattr(args, "niqe_threshold", None))
         if codec is None:
             codec = load_codec(args.preset, args.checkpoint, args.device, args.train_snr_db)

@@ -251,22 +251,28 @@ def _write_records(path: Path, records: list[dict]) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
+def run_inputs(args: argparse.Namespace) -> tuple[list[float], list, dict[float, channel.SymbolChannel]]:
+    """The parsed inputs every system's ``simulate`` run shares: the Es/N0 points (dB), the image files
+    (``--max-images``) and the channel of each point; ``--attempts`` checked. ValueError on a bad value."""
+    snrs = options.parse_snr_db(args.snr_db)
+    files = imageio.list_images(args.images)
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError("--max-images must be >= 1")
+        files = files[: args.max_images]
+    if args.attempts < 1:
+        raise ValueError("--attempts must be >= 1")
+    return snrs, files, {s: channel.channel_from_args(args, s) for s in snrs}
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "system", "infercom") not in ("infercom", "nr"):
         print(f"infercom simulate: --system {args.system} is not a core system; run it through the `infercom` "
               "command (infercom_apps.simulate dispatches it)", file=sys.stderr)
         return 2
     try:
-        snrs = options.parse_snr_db(args.snr_db)
+        snrs, files, chans = run_inputs(args)
         bh, bw = options.block_size(args)
-        files = imageio.list_images(args.images)
-        if args.max_images is not None:
-            if args.max_images < 1:
-                raise ValueError("--max-images must be >= 1")
-            files = files[: args.max_images]
-        if args.attempts < 1:
-            raise ValueError("--attempts must be >= 1")
-        chans = {s: channel.channel_from_args(args, s) for s in snrs}
         cfgs = {}
         for s in snrs:
             d = args.design_snr_db if args.design_snr_db is not None else int(
