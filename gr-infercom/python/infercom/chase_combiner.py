@@ -21,22 +21,11 @@ from infercom.chase import ChaseCombiner
 from infercom.protocol import CONFIG_FIELDS
 
 from . import pmtvec
-from .tags import OPTIONAL_META, feedback_from_pmt
+from .tags import OPTIONAL_META, feedback_from_pmt, value_from_pmt
 
 _NOT_FOUND = pmt.intern("__infercom_chase_not_found__")
 _WANTED = ("tx_id", "image_id", "frame_idx", "attempt", "noise_var") + tuple(CONFIG_FIELDS)
 _KEYS = {k: pmt.intern(k) for k in _WANTED + ("chase_attempts", "snr_db")}
-
-
-def _value(v):
-    """A PMT metadata value -> python, as ``tags.meta_from_pmt`` converts it."""
-    if pmt.is_integer(v):
-        return pmt.to_long(v)
-    if pmt.is_real(v):
-        return pmt.to_double(v)
-    if pmt.is_f32vector(v):
-        return pmtvec.from_pmt(v, np.float32)
-    return pmt.to_python(v)
 
 
 def _parse(msg) -> tuple[object, dict, np.ndarray]:
@@ -54,7 +43,7 @@ def _parse(msg) -> tuple[object, dict, np.ndarray]:
     for k in _WANTED:
         v = pmt.dict_ref(car, _KEYS[k], _NOT_FOUND)
         if not pmt.eq(v, _NOT_FOUND):
-            meta[k] = _value(v)
+            meta[k] = value_from_pmt(v)
     try:
         vec = pmtvec.view_pmt(pmt.cdr(msg), np.complex64)
     except ValueError as exc:

@@ -135,21 +135,24 @@ def meta_from_pmt(car) -> dict:
         kv = pmt.car(items)
         items = pmt.cdr(items)
         k = pmt.symbol_to_string(pmt.car(kv)) if pmt.is_symbol(pmt.car(kv)) else str(pmt.to_python(pmt.car(kv)))
-        v = pmt.cdr(kv)
-        # the checks pmt.to_python would do first (null, bool, symbol) are false for integers and reals
-        if pmt.is_integer(v):
-            out[k] = pmt.to_long(v)
-        elif pmt.is_real(v):
-            out[k] = pmt.to_double(v)
-        elif pmt.is_c32vector(v):
-            out[k] = pmtvec.from_pmt(v, np.complex64)
-        elif pmt.is_f32vector(v):
-            out[k] = pmtvec.from_pmt(v, np.float32)
-        elif pmt.is_u8vector(v):
-            out[k] = pmtvec.from_pmt(v, np.uint8)
-        else:
-            out[k] = pmt.to_python(v)
+        out[k] = value_from_pmt(pmt.cdr(kv))
     return out
+
+
+def value_from_pmt(v):
+    """One PMT metadata value -> python: int, float, numpy arrays for c32/f32/u8 vectors, else
+    ``pmt.to_python`` (whose first checks, null, bool and symbol, are false for integers and reals)."""
+    if pmt.is_integer(v):
+        return pmt.to_long(v)
+    if pmt.is_real(v):
+        return pmt.to_double(v)
+    if pmt.is_c32vector(v):
+        return pmtvec.from_pmt(v, np.complex64)
+    if pmt.is_f32vector(v):
+        return pmtvec.from_pmt(v, np.float32)
+    if pmt.is_u8vector(v):
+        return pmtvec.from_pmt(v, np.uint8)
+    return pmt.to_python(v)
 
 
 def parse_pdu(msg, dtype) -> tuple[dict, np.ndarray]:
