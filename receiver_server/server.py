@@ -34,8 +34,7 @@ from infercom.protocol import Feedback, ProtocolError, SoftFrame, StatusRequest
 from .assembly import Assembler, AttemptJob, Rejected
 from .config import ServerConfig
 from .policy import Decision, decide, decide_crc
-from .qoe.reliability import expected_psnr
-from .restorers.base import restore_for_gate
+from .gate import build_metrics, judge_soft
 from .records import RecordSink, ServerStats
 
 __all__ = ["InferenceServer", "JsonFormatter", "make_logger", "resolve_thresholds", "default_qoe_names"]
@@ -159,11 +158,7 @@ class InferenceServer:
                                     dict(cfg.restorer_config) or None)
         self.restorer = restorer
         if metrics is None:
-            from .qoe import get_qoe
-            names = cfg.qoe or default_qoe_names()
-            if tuple(names) == ("none",):
-                names = ()
-            metrics = {n: get_qoe(n, cfg.device, dict(cfg.qoe_config.get(n, {})) or None) for n in names}
+            metrics = build_metrics(cfg.qoe or default_qoe_names(), cfg.device, cfg.qoe_config)
         self.metrics = dict(metrics)
         restorer_name = calibration_name(restorer, cfg.restorer)
         fallbacks: list = []
@@ -567,35 +562,13 @@ class InferenceServer:
                           job.frame_snr_db, c.bh, c.bw, insufficient=why), self._received_score(job), lat
         lcfg = c.link_config()
         lay = link.layout(c.height, c.width, c.channels, lcfg)
-        t0 = time.perf_counter()
-        llr = link.soft_to_llr(job.y, job.noise_var, lay, lcfg)
-        t1 = time.perf_counter()
-        obs = link.llr_to_lowres(llr, lay, lcfg, "mmse")
-        obs_var = link.llr_to_lowres_var(llr, lay, lcfg)
-        missing = np.all(llr == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
-        t2 = time.perf_counter()
-        finite = job.frame_snr_db[np.isfinite(job.frame_snr_db)]
-        snr_db = (10 * math.log10(np.sum(10 ** (finite / 10)) / job.frame_snr_db.size) if finite.size else -99.0)
-        meta = {"bh": c.bh, "bw": c.bw, "height": c.height, "width": c.width, "channels": c.channels,
-                "snr_db": float(snr_db), "attempts": job.attempts_combined, "missing": missing,
-                "obs_var": obs_var,
-                "tx_id": job.key[0], "image_id": job.key[1], "attempt": job.attempt}
-        restored = restore_for_gate(self.restorer, obs, meta)
-        t3 = time.perf_counter()
-        scores, skipped = {}, []
-        for name, m in self.metrics.items():
-            applies = getattr(m, "applies", None)
-            if applies is not None and not applies(c.height, c.width):
-                skipped.append(name)
-                continue
-            scores[name] = float(m.score(restored, obs, meta))
-        t4 = time.perf_counter()
-        lat.update(llr=1e3 * (t1 - t0), pixels=1e3 * (t2 - t1), restore=1e3 * (t3 - t2), qoe=1e3 * (t4 - t3))
+        j = judge_soft(job.y, job.noise_var, job.frame_snr_db, lcfg, lay, job.attempt, job.attempts_combined,
+                       self.restorer, self.metrics, self.thresholds, self.higher_is_better, self.cfg.policy,
+                       {"tx_id": job.key[0], "image_id": job.key[1]})
+        lat.update(j.latency_ms)
         for k in ("llr", "pixels", "restore", "qoe"):
             self.stats.add_latency(k, lat[k])
-        dec = decide(scores, self.thresholds, self.higher_is_better, job.attempt, self.cfg.policy,
-                     job.frame_snr_db, c.bh, c.bw, evidence_db=expected_psnr(obs_var, missing),
-                     skipped=tuple(skipped))
+        dec, scores, obs, restored, snr_db = j.decision, j.scores, j.obs, j.restored, j.snr_db
         if self.cfg.artifacts_dir:
             self._save_artifacts(job, obs, restored, scores, dec, snr_db, lay, lcfg)
         return dec, scores, lat
