@@ -9,7 +9,7 @@ OOT_SOURCES := $(shell find gr-infercom hw_configs CMakeLists.txt -type f -not -
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo bench clean oot
+.PHONY: experiments setup test test-fast demo bench clean oot
 
 setup:
 	bash scripts/setup.sh
@@ -36,6 +36,17 @@ demo: $(OOT_STAMP)
 
 bench: $(OOT_STAMP)
 	$(VENV)/bin/infercom bench
+
+# docs/results.md: every experiment on kodak24, the three headline ones also on the held-out second folder
+# (resumable: rerun after an interruption and finished points are kept)
+DATASETS ?= ../shared/datasets
+SECOND ?= $(DATASETS)/bsds500/test
+SECOND_N ?= 50
+experiments: $(OOT_STAMP)
+	for e in qoe-vs-snr required-snr retransmissions tx-complexity error-distribution power-allocation; do \
+	  $(VENV)/bin/infercom experiment $$e --images $(DATASETS)/kodak24 --out out/results/kodak24 --resume || exit 1; done
+	for e in qoe-vs-snr required-snr retransmissions; do \
+	  $(VENV)/bin/infercom experiment $$e --images $(SECOND) --max-images $(SECOND_N) --out out/results/second --resume || exit 1; done
 
 clean:
 	rm -rf build out .pytest_cache

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # an apps-layer job (it drives the GNU Radio loopback and the server); its module moves here later
     "demo": ("infercom_apps.demo", "closed-loop demo: loopback + server + HTML report"),
     "bench": ("infercom_apps.bench", "throughput benchmarks against GNU Radio's C++ blocks"),
+    "experiment": ("infercom_apps.experiments.cli", "the papers' experiments: qoe-vs-snr, required-snr, "
+                   "retransmissions, tx-complexity, error-distribution, power-allocation (docs/results.md)"),
     "hw": ("infercom_apps.hw", "hw probe: find USRPs, check a hw_configs set-up on them, loopback calibration"),
 }
 
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                          formatter_class=HelpFormatter)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])
+    args._argv = argv[1:]          # the exact command line, for the commands that record it
     return int(module.run(args) or 0)
 
 

@@ -35,7 +35,7 @@ fi
 log "installing Python dependencies into .venv"
 "$PY" -m pip install -q --upgrade "pip>=23" >/dev/null
 # torch==2.13.0 is the CPU wheel that lies on these machines; any other spec pulls CUDA builds.
-"$PY" -m pip install -q -e ".[server,test]" "numpy<2"
+"$PY" -m pip install -q -e ".[server,test,ray]" "numpy<2"
 "$PY" -c "import numpy, numba; assert numpy.__version__ < '2', numpy.__version__"
 
 # 4. NIQE pristine parameters from the basicsr sdist (not vendored) ---------------------------------
