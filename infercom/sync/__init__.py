@@ -36,18 +36,21 @@ from .window import (PRE_SAMPLES, BurstDemodulator, BurstWindower, burst_window_
 # re-exported for tests, tools and the docs' commands (``infercom.sync.X`` as before the split into a package)
 from .demod import (  # noqa: F401
     _NV_MIN_REL, SNR_MAX_DB, _fine_cfo_preamble, _header_layout, _payload_layout, _pilot_track, _pre_template,
-    _seg_energy)
+    _seg_energy, timing_drift)
 from .demod_kernels import (  # noqa: F401
-    _equalise_kernel, _gain_noise_kernel, _pilot_track_kernel, _pre_energy_kernel, _refine_kernel)
+    _equalise_kernel, _gain_noise_kernel, _pilot_timing_kernel, _pilot_track_kernel, _pre_energy_kernel,
+    _refine_kernel)
 from .detector import _T1_DEFAULT, _T2_DEFAULT, _stage1_noise_tail, stage1_noise_tail  # noqa: F401
 from .detector_kernels import (  # noqa: F401
     S_CONST, S_SEG, _frank_corr_kernel, _segcorr_kernel, _stage1_kernel, _stage1_scan_kernel, _stage2_kernel)
 from .interpolator import (  # noqa: F401
-    _INTERP_HALF, _NTAB, _TAP_TABLE, _interp_taps, _interp_taps_exact, _symbols, _symbols_kernel)
+    _INTERP_HALF, _NTAB, _TAP_TABLE, _interp_taps, _interp_taps_exact, _symbols, _symbols_drift, _symbols_kernel,
+    drift_chunk)
 from .matched_filter import _fir_kernel  # noqa: F401
 from .measure import benchmark, measure_detection, noise_statistics  # noqa: F401
 from .reference import (  # noqa: F401
-    _pilot_track_ref, _refine_ref, _seg_energy_ref, equalise_ref, stage2_ref, symbols_ref)
+    _pilot_timing_ref, _pilot_track_ref, _refine_ref, _seg_energy_ref, _symbols_drift_ref, equalise_ref, stage2_ref,
+    symbols_ref)
 from .templates import _E, _PRE, _PRE_C, _PRE_C_I, _PRE_C_R, NP, L, S, _U  # noqa: F401
 
 __all__ = ["Candidate", "ReceivedFrame", "HeaderResult", "MatchedFilter", "BurstDetector", "BurstDemodulator",

@@ -7,7 +7,9 @@
    variance from the preamble, pilot phase tracking (complex-averaged pilot correlations, phasor interpolation),
    soft header decoding; then the decoded header is re-encoded and the 4032 known symbols (preamble + header +
    pilots) give the refined CFO (least-squares phase slope), channel ``h`` and noise variance.
-2. :func:`demod_payload` -- the payload symbols, de-rotated with the refined CFO, phase-tracked on the pilots,
+2. :func:`demod_payload` -- the payload symbols, timing-tracked (:func:`timing_drift`: the pilot blocks'
+   timing errors give the sampling-clock drift across the frame, which free-running oscillators make several
+   tenths of a sample over 2^15 symbols), de-rotated with the refined CFO, phase-tracked on the pilots,
    equalised: ``y = x + n`` with ``noise_var = N0/|h|^2``.
 
 The streaming :class:`BurstDemodulator` (history, windows, truncation) lives in :mod:`infercom.sync.window`
@@ -31,12 +33,13 @@ from ..header import HEADER_SYMBOLS, codeword_symbols, decode_header_codeword
 from .demod_kernels import (
     _equalise_kernel,
     _gain_noise_kernel,
+    _pilot_timing_kernel,
     _pilot_track_kernel,
     _pre_energy_kernel,
     _refine_kernel,
 )
 from .frames import HeaderResult
-from .interpolator import _INTERP_HALF, _interp_taps, _symbols
+from .interpolator import _INTERP_HALF, _TAP_TABLE, _interp_taps, _symbols, _symbols_drift
 from .templates import _PRE, _PRE_C, _PRE_C_I, _PRE_C_R, NP, L, S
 
 #: Largest Es/N0 (dB) the receiver reports: its own distortion floor (RRC truncation, interpolator, estimation)
@@ -182,6 +185,42 @@ def demod_header(zr, zi, timing: float, cfo: float, fmt: FrameFormat | None = No
                         timing, {"nk": nk})
 
 
+#: a timing drift is applied when it is significant (3 standard errors) and moves the frame's last pilot by at
+#: least this many samples; larger than MAX_DRIFT_PPM it is not a clock (a bad estimate) and is ignored
+MIN_DRIFT_SAMPLES = 0.01
+MAX_DRIFT_PPM = 100.0
+
+
+def timing_drift(zr, zi, hr: HeaderResult, fmt: FrameFormat, pidx: np.ndarray, pil_c: np.ndarray
+                 ) -> tuple[float, float]:
+    """The timing drift of a burst in samples per symbol (the sampling-clock offset times ``sps``): the
+    least-squares slope, through the preamble's timing, of the pilot blocks' timing errors
+    (:func:`_pilot_timing_kernel`, trial offsets +-0.175 sps samples) against their centre symbol index.
+    Returns ``(drift, stderr)``; ``drift`` is 0.0 unless it is significant (3 standard errors), moves the last
+    pilot by at least :data:`MIN_DRIFT_SAMPLES` and is within :data:`MAX_DRIFT_PPM`. ``pidx`` / ``pil_c``: the
+    pilot symbol indices (n_blocks, 16) and their conjugated symbols, as :func:`_payload_layout` gives them."""
+    nb = pidx.shape[0]
+    if nb < 4:
+        return 0.0, math.inf
+    tau = np.empty(nb, np.float64)
+    w = np.empty(nb, np.float64)
+    _pilot_timing_kernel(zr, zi, float(hr.timing), fmt.sps, pidx, pil_c, float(hr.cfo_sym), float(hr.phase0),
+                         0.175 * fmt.sps, _TAP_TABLE, tau, w)
+    ok = w > 0
+    if ok.sum() < 4:
+        return 0.0, math.inf
+    s = pidx[ok, pidx.shape[1] // 2].astype(np.float64)
+    t = tau[ok]
+    ss = float(np.dot(s, s))
+    slope = float(np.dot(t, s)) / ss
+    resid = t - slope * s
+    stderr = math.sqrt(float(np.dot(resid, resid)) / max(t.size - 1, 1) / ss)
+    if (abs(slope) < 3 * stderr or abs(slope) * float(s.max()) < MIN_DRIFT_SAMPLES
+            or abs(slope) / fmt.sps > MAX_DRIFT_PPM * 1e-6):
+        return 0.0, stderr
+    return slope, stderr
+
+
 def demod_payload(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = None, smooth: int = 4):
     """Equalised payload data symbols of a burst whose header was decoded by :func:`demod_header` (same
     window).  Returns (y complex64 (n,), noise_var float32 (n,)) with ``noise_var = N0/|h|^2``."""
@@ -197,9 +236,18 @@ def demod_payload_scalar_nv(zr, zi, hr: HeaderResult, fmt: FrameFormat | None = 
         raise ValueError("demod_payload needs a decoded header")
     n_pay = h.payload_len()
     n_sym = fmt.frame_symbols(n_pay)
-    y = _symbols(np.asarray(zr, np.float32), np.asarray(zi, np.float32), hr.timing, 0, n_sym, fmt.sps,
-                 hr.cfo_sym, hr.phase0)
+    zr = np.asarray(zr, np.float32)
+    zi = np.asarray(zi, np.float32)
     dpos, pidx, pil = _payload_layout(fmt, n_pay)
+    drift = timing_drift(zr, zi, hr, fmt, pidx, pil)[0]
+    y = None
+    if drift:
+        try:
+            y = _symbols_drift(zr, zi, hr.timing, drift, 0, n_sym, fmt.sps, hr.cfo_sym, hr.phase0)
+        except ValueError:          # the drifted frame would leave the window: keep the nominal timing
+            y = None
+    if y is None:
+        y = _symbols(zr, zi, hr.timing, 0, n_sym, fmt.sps, hr.cfo_sym, hr.phase0)
     t_blk, ph_blk = _pilot_track(y, pidx, pil, smooth=smooth)
     out = np.empty(n_pay, np.complex64)
     _equalise_kernel(y, dpos, t_blk, ph_blk, np.float32(1.0 / max(hr.h_abs, 1e-12)), out)

@@ -221,3 +221,59 @@ def _refine_kernel(y, x, seg):
         pi_ = pi_ * ca - pr * sa
         pr = t
     return slope, ph0 + np.arctan2(h.imag, h.real), abs(h), e / nk
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _pilot_timing_kernel(zr, zi, timing, sps, pidx, pilots_c, f_sym, ph0, d, table, out_tau, out_w):
+    """Timing error of every pilot block, in samples: for block ``b`` the coherent pilot correlations
+    ``c_o = sum_j y_o[pidx[b, j]] * pilots_c[b, j]`` at trial offsets ``o = -d, 0, +d`` samples from the nominal
+    ``timing + k * sps`` (``y_o``: the interpolated symbol, de-rotated by ``2 pi f_sym k + ph0``; ``table``: the
+    interpolator's tap table, one row per 1/(rows - 1) sample), then the vertex of the parabola through
+    ``|c_o|^2``, clipped to +-d: ``out_tau[b]``; ``out_w[b] = |c_0|^2`` (0 where the parabola opens upwards or
+    the block's samples leave the window: no estimate)."""
+    nb = pidx.shape[0]
+    npl = pidx.shape[1]
+    nw = table.shape[1]
+    ntab = table.shape[0] - 1
+    h1 = nw // 2 - 1
+    e = np.empty(3)
+    for b in range(nb):
+        inside = True
+        for oi in range(3):
+            o = (oi - 1) * d
+            cr = 0.0
+            ci = 0.0
+            for j in range(npl):
+                k = pidx[b, j]
+                t = timing + o + k * sps
+                n0 = int(np.floor(t))
+                fi = int(np.floor((t - n0) * ntab + 0.5))
+                q = n0 - h1
+                if q < 0 or q + nw > zr.size:
+                    inside = False
+                    break
+                ar = 0.0
+                ai = 0.0
+                for i in range(nw):
+                    ar += table[fi, i] * zr[q + i]
+                    ai += table[fi, i] * zi[q + i]
+                a = -(2.0 * np.pi * f_sym * k + ph0)
+                c = np.cos(a)
+                s = np.sin(a)
+                yr = ar * c - ai * s
+                yi = ar * s + ai * c
+                pr = pilots_c[b, j].real
+                pi_ = pilots_c[b, j].imag
+                cr += yr * pr - yi * pi_
+                ci += yr * pi_ + yi * pr
+            if not inside:
+                break
+            e[oi] = cr * cr + ci * ci
+        den = e[0] - 2.0 * e[1] + e[2]
+        if not inside or den >= 0.0:
+            out_tau[b] = 0.0
+            out_w[b] = 0.0
+            continue
+        tau = 0.5 * d * (e[0] - e[2]) / den
+        out_tau[b] = min(max(tau, -d), d)
+        out_w[b] = e[1]

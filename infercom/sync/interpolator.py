@@ -126,3 +126,46 @@ def _symbols(zr, zi, timing: float, k0: int, n_sym: int, sps: int, f_sym: float,
     out = np.empty(n_sym, np.complex64)
     _symbols_kernel(zr, zi, n0, w, sps, k0, n_sym, f_sym, ph0, out.view(np.float32))
     return out
+
+
+#: the largest timing error (samples) :func:`_symbols_drift` allows within a chunk of constant timing
+DRIFT_TOL = 0.005
+
+
+def drift_chunk(drift: float) -> int:
+    """Symbols per chunk of constant timing for ``drift`` samples per symbol: the largest power of two in
+    64 .. 4096 whose half-length drifts at most :data:`DRIFT_TOL` samples (1024 at 4 ppm and sps 2)."""
+    if drift == 0.0:
+        return 4096
+    n = 2.0 * DRIFT_TOL / abs(drift)
+    return int(min(4096, max(64, 2 ** math.floor(math.log2(max(n, 1.0))))))
+
+
+@numba.njit(cache=True, nogil=True)
+def _symbols_drift_kernel(zr, zi, timing, drift, sps, k0, n_sym, f_sym, ph0, table, chunk, out_f):
+    """:func:`_symbols_kernel` with a timing that drifts by ``drift`` samples per symbol: symbol ``k`` at
+    ``timing + k * (sps + drift)``, piecewise constant over chunks of ``chunk`` symbols (each chunk at the timing
+    of its centre; taps from ``table``, rows at 1/(rows - 1) sample)."""
+    ntab = table.shape[0] - 1
+    for c0 in range(0, n_sym, chunk):
+        m = min(chunk, n_sym - c0)
+        kc = k0 + c0
+        t = timing + drift * (kc + 0.5 * (m - 1))
+        n0 = int(np.floor(t))
+        fi = int(np.floor((t - n0) * ntab + 0.5))
+        _symbols_kernel(zr, zi, n0, table[fi], sps, kc, m, f_sym, ph0, out_f[2 * c0:2 * (c0 + m)])
+
+
+def _symbols_drift(zr, zi, timing: float, drift: float, k0: int, n_sym: int, sps: int, f_sym: float,
+                   ph0: float) -> np.ndarray:
+    """:func:`_symbols` with the symbol spacing ``sps + drift`` samples (a sampling-clock offset of
+    ``drift / sps``); ValueError when the drifted symbols leave the window."""
+    first = timing + drift * k0
+    last = timing + drift * (k0 + n_sym - 1)
+    if math.floor(min(first, last)) + k0 * sps - (_INTERP_HALF - 1) < 0 \
+            or math.floor(max(first, last)) + 1 + (k0 + n_sym - 1) * sps + _INTERP_HALF + 1 > zr.size:
+        raise ValueError("sample window too short for the requested symbols")
+    out = np.empty(n_sym, np.complex64)
+    _symbols_drift_kernel(zr, zi, float(timing), float(drift), sps, k0, n_sym, f_sym, ph0, _TAP_TABLE,
+                          drift_chunk(drift), out.view(np.float32))
+    return out

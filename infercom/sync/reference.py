@@ -127,3 +127,40 @@ def stage2_ref(z, a: int, b: int, sps: int = 2) -> tuple[np.ndarray, np.ndarray]
         D += _E[s - 1] * r[n + s * G] * np.conj(r[n + (s - 1) * G])
         den += q[n + s * G] * q[n + (s - 1) * G]
     return D, den
+
+
+def _pilot_timing_ref(zr, zi, timing, sps, pidx, pilots, f_sym, ph0, d):
+    """Numpy reference of :func:`~infercom.sync.demod_kernels._pilot_timing_kernel` (``pilots`` not
+    conjugated): per pilot block the vertex of the parabola through the coherent pilot correlation energies at
+    timing offsets -d, 0, +d (clipped to +-d) and the energy at 0; (0, 0) where the parabola opens upwards."""
+    nb = pidx.shape[0]
+    tau, w = np.zeros(nb), np.zeros(nb)
+    for b in range(nb):
+        lo = math.floor(timing - d + pidx[b].min() * sps) - 3
+        if lo < 0 or math.floor(timing + d + pidx[b].max() * sps) + 5 > len(zr):
+            continue                                  # the block leaves the window: no estimate
+        e = []
+        for o in (-d, 0.0, d):
+            y = np.empty(pidx.shape[1], np.complex128)
+            for j, k in enumerate(pidx[b]):
+                t = timing + o + k * sps
+                n0 = math.floor(t)
+                taps = _interp_taps(t - n0).astype(np.float64)
+                seg = np.asarray(zr[n0 - 3:n0 + 5], np.float64) + 1j * np.asarray(zi[n0 - 3:n0 + 5], np.float64)
+                y[j] = np.dot(taps, seg) * np.exp(-1j * (2 * np.pi * f_sym * k + ph0))
+            e.append(abs(np.sum(y * np.conj(pilots[b]))) ** 2)
+        den = e[0] - 2 * e[1] + e[2]
+        if den < 0:
+            tau[b] = min(max(0.5 * d * (e[0] - e[2]) / den, -d), d)
+            w[b] = e[1]
+    return tau, w
+
+
+def _symbols_drift_ref(zr, zi, timing, drift, k0, n_sym, sps, f_sym, ph0, chunk):
+    """Numpy-level reference of :func:`~infercom.sync.interpolator._symbols_drift`: one :func:`_symbols` call
+    per chunk of ``chunk`` symbols at the drifted timing of the chunk's centre."""
+    out = np.empty(n_sym, np.complex64)
+    for c0 in range(0, n_sym, chunk):
+        m = min(chunk, n_sym - c0)
+        out[c0:c0 + m] = _symbols(zr, zi, timing + drift * (k0 + c0 + 0.5 * (m - 1)), k0 + c0, m, sps, f_sym, ph0)
+    return out
