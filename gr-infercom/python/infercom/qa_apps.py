@@ -463,3 +463,79 @@ def _meta_without_data(tmp_path, meta):
     p = tmp_path / "nodata.sigmf-meta"
     p.write_text(json.dumps(meta))
     return p
+
+
+def _decisions(records_file) -> list[tuple]:
+    """(tx_id, image_id, [(attempt, decision, scores), ...]) of every image record the server wrote."""
+    from receiver_server.records import load_records
+
+    out = []
+    for r in load_records(records_file):
+        atts = [(a.get("attempt"), a.get("decision"), a.get("scores")) for a in r.get("attempts", [])]
+        out.append((r.get("tx_id"), r.get("image_id"), atts))
+    return sorted(out)
+
+
+def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
+    """Run a receiver (``rx_argv`` + ``--server``) into a fresh in-process server (bicubic restorer, the default
+    offline consistency and reliability metrics at their calibrated thresholds, one attempt: every image ends in
+    ACK or FAIL); ``feed``: pushes the live IQ.
+    Returns the server's decisions."""
+    from receiver_server.config import PolicyConfig, ServerConfig
+    from receiver_server.qoe import get_qoe
+    from receiver_server.restorers import get_restorer
+    from receiver_server.server import InferenceServer
+
+    port = _free_tcp_port()
+    fb = _free_tcp_port(avoid=(port,))
+    records = tmp_path / f"{name}_records.jsonl"
+    cfg = ServerConfig(bind=f"tcp://127.0.0.1:{port}", feedback_bind=f"tcp://127.0.0.1:{fb}",
+                       log_file=str(tmp_path / f"{name}.log"), records_file=str(records), assembly_timeout_s=0.3,
+                       policy=PolicyConfig(max_attempts=1))     # ACK or FAIL: every image ends with its record
+    metrics = {m: get_qoe(m) for m in ("consistency", "reliability")}
+    with InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics=metrics) as srv:
+        argv = rx_argv + ["--server", f"tcp://127.0.0.1:{port}", "--feedback", f"tcp://127.0.0.1:{fb}"]
+        if feed is None:
+            _replay(argv)
+        else:
+            feed(argv)
+        t0 = time.monotonic()
+        while srv.status()["images_served"] < 1 and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    return _decisions(records)
+
+
+def test_replay_gives_the_live_runs_server_decisions(tmp_path):
+    """A live run into a server, recorded to SigMF, then the recording replayed into a fresh server: the same
+    images, attempts, QoE scores and ACK/NACK decisions."""
+    x = _burst_iq(9)
+    addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
+    rec_meta = tmp_path / "live.sigmf-meta"
+
+    def live(argv):
+        fg = rx_app.RxFlowgraph(_args(rx_app, argv))
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.bind(addr)
+        fg.start()
+        try:
+            time.sleep(0.3)
+            for i in range(0, x.size, 8192):
+                push.send(x[i:i + 8192].tobytes())
+            t0 = time.monotonic()
+            while not (fg.rx.samples() >= x.size and fg.sync.idle()
+                       and fg.rec_sink.nitems_read(0) >= x.size) and time.monotonic() - t0 < 60:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        finally:
+            push.close(0)
+            fg.stop()
+            fg.wait()
+        fg.write_recording_meta()
+
+    got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
+                                                "2e6", "--record", str(rec_meta)], feed=live)
+    got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10"])
+    assert len(got_live) == 1 and got_live[0][2], got_live                  # one image, decided
+    assert got_live[0][2][0][1] in ("ACK", "NACK", "FAIL") and got_live[0][2][0][2]   # with its QoE scores
+    assert got_replay == got_live
