@@ -591,3 +591,12 @@ def test_drift_estimate_matches_the_clock_offset_and_is_zero_without_one():
             assert drift == 0.0
         else:
             assert drift == pytest.approx(want, rel=0.1) and se < abs(want) / 10
+
+
+def test_headroom_is_the_measured_rate_over_the_sample_rate():
+    from infercom.sync.measure import headroom
+
+    r = headroom(1e6, seconds=0.05)
+    assert r["msps"] > 0.2 and r["factor"] == pytest.approx(r["msps"])         # 1 MS/s: factor = Msps
+    slow = headroom(r["msps"] * 1e6 * 100, seconds=0.05)                        # a radio 100x this host
+    assert not slow["ok"] and slow["factor"] < 0.1

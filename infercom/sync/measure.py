@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Measurements of the receiver (the docs/phy.md numbers): throughput (:func:`benchmark`, Msps), detection /
+"""Measurements of the receiver (the docs/phy.md numbers): throughput (:func:`benchmark`, Msps; :func:`headroom`, the real-time factor at a sample rate), detection /
 SNR / timing / CFO statistics over sample-level loopback (:func:`measure_detection`; SNR as Es/N0 in dB, timing
 in samples, CFO in cycles per symbol) and detector statistics on white noise (:func:`noise_statistics`).
 """
@@ -18,6 +18,56 @@ from .receiver import BurstReceiver
 from .templates import _E, _U
 
 
+def busy_stream(fmt: FrameFormat, n_frames: int, snr_db: float = 0.0, cfo_sym: float = 0.005, seed: int = 1):
+    """A busy channel: ``n_frames`` back-to-back bursts of random payload (gaps of 0..200 samples), CFO
+    ``cfo_sym`` cycles/symbol, AWGN at ``snr_db`` dB. Returns (complex64 samples, the frames)."""
+    from ..channel import apply_cfo, awgn, pulse_shape
+    from ..frame import image_frames
+    from ..link import LinkConfig
+
+    rng = np.random.default_rng(seed)
+    cfg = LinkConfig(bh=1, bw=1, planes=8, profile="equal")
+    side = int(np.sqrt(n_frames * fmt.frame_len * 2 / 8 / 3)) + 1
+    img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    frames = image_frames(img, cfg, 1, 1, fmt=fmt)[:n_frames]
+    taps = rrc_taps(fmt.sps, fmt.beta, fmt.span)
+    parts = []
+    for _, sym in frames:
+        parts.append(np.zeros(int(rng.integers(0, 200)), np.complex64))
+        parts.append(pulse_shape(sym, fmt.sps, taps))
+    return awgn(apply_cfo(np.concatenate(parts), cfo_sym / fmt.sps), snr_db, rng), frames
+
+
+def headroom(sample_rate: float, sps: int = 2, seconds: float = 0.25) -> dict:
+    """How many times faster than ``sample_rate`` (samples/s) this host runs the burst receiver on a busy
+    channel at ``sps`` (one thread, after a warm-up; about ``seconds`` of computing): ``{"msps", "factor",
+    "ok"}`` with ``factor`` = measured samples/s / ``sample_rate`` and ``ok`` = factor >= 1.5 (the GNU Radio
+    chain adds the flowgraph's overhead; below 1 the radio overflows). ``infercom rx`` checks it at start-up."""
+    import time
+
+    fmt = FrameFormat(frame_len_log2=13, sps=sps)
+    x, _ = busy_stream(fmt, 6, 3.0, 0.003, 7)
+    chunk = 1 << 16
+
+    def once(xx):
+        rx = BurstReceiver(fmt, sps)
+        for i in range(0, xx.size, chunk):
+            rx.feed(xx[i:i + chunk])
+        rx.flush()
+
+    once(x[: x.size // 3])                      # warm-up: numba's cache, the first bursts
+    n, t0 = 0, time.perf_counter()
+    while True:
+        once(x)
+        n += x.size
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            break
+    msps = n / dt / 1e6
+    factor = msps * 1e6 / float(sample_rate)
+    return {"msps": msps, "factor": factor, "ok": bool(factor >= 1.5)}
+
+
 def benchmark(n_frames: int = 24, snr_db: float = 0.0, cfo_sym: float = 0.005, seed: int = 1,
               frame_len_log2: int = 15) -> dict:
     """Throughput on a stream of back-to-back bursts (random gaps of 0..200 samples, AWGN at ``snr_db``), one
@@ -30,22 +80,8 @@ def benchmark(n_frames: int = 24, snr_db: float = 0.0, cfo_sym: float = 0.005, s
     * ``detect_plus_demod``: receiver minus matched filter."""
     import time
 
-    from ..channel import apply_cfo, awgn, pulse_shape
-    from ..frame import image_frames
-    from ..link import LinkConfig
-
-    rng = np.random.default_rng(seed)
     fmt = FrameFormat(frame_len_log2=frame_len_log2)
-    cfg = LinkConfig(bh=1, bw=1, planes=8, profile="equal")
-    side = int(np.sqrt(n_frames * fmt.frame_len * 2 / 8 / 3)) + 1
-    img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-    frames = image_frames(img, cfg, 1, 1, fmt=fmt)[:n_frames]
-    taps = rrc_taps(fmt.sps, fmt.beta, fmt.span)
-    parts = []
-    for _, sym in frames:
-        parts.append(np.zeros(int(rng.integers(0, 200)), np.complex64))
-        parts.append(pulse_shape(sym, fmt.sps, taps))
-    x = awgn(apply_cfo(np.concatenate(parts), cfo_sym / fmt.sps), snr_db, rng)
+    x, frames = busy_stream(fmt, n_frames, snr_db, cfo_sym, seed)
     n = x.size
     chunk = 1 << 16
 

@@ -18,6 +18,8 @@ second of wall time through a real GNU Radio flowgraph (one thread per block), b
   Msps of input samples until every frame came out of the combiner; targets >= 20 Msps and >= 2x
   ``costas_loop_cc`` in the same run (``ratio_to_costas_loop_cc``: a ratio, so that the load of the machine
   cancels out as far as it can; the chain uses both cores, costas_loop_cc one);
+* RX real-time factor per shipped hardware set-up (:func:`config_real_time`): the RX chain's Msps over the
+  config's sample rate and over its safe maximum rate;
 * TX chain: ``tx_controller`` (image -> frames, Kodak image at rate 1/9, six transmissions) ``->
   frame_modulator`` (RRC shaping inside, sps 2), Msps of output samples from start-up to the last sample,
   including the image encoding; target >= 40 Msps.  Next to it: the same chain with GNU Radio's
@@ -377,6 +379,29 @@ def stream_blocks(samples: np.ndarray, n_items: int) -> dict:
     }
 
 
+def config_real_time(rx_msps: float) -> dict:
+    """The RX chain's real-time factor for every shipped hardware set-up: measured input Msps / the config's
+    ``sample_rate`` (and / its ``max_sample_rate``, the fastest the set-up may be run at). A factor below 1
+    means the host cannot keep up with that radio at that rate (overflows). The chain was measured at sps 2;
+    its cost per sample barely depends on sps (matched filter and detection run per sample), so the factor
+    holds for the configs' other sps to first order."""
+    from .hwconfig import load_hw_config, shipped_dirs
+
+    out = {}
+    for d in shipped_dirs()[:1]:
+        for f in sorted(d.glob("*.yaml")):
+            try:
+                cfg = load_hw_config(str(f))
+            except ValueError as exc:
+                out[f.stem] = {"error": str(exc)}
+                continue
+            sr, mx = float(cfg["sample_rate"]), float(cfg.get("max_sample_rate") or cfg["sample_rate"])
+            out[cfg["name"]] = {"sample_rate": sr, "sps": int(cfg["sps"]), "real_time_factor": rx_msps * 1e6 / sr,
+                                "max_sample_rate": mx, "real_time_factor_at_max": rx_msps * 1e6 / mx,
+                                "keeps_up": bool(rx_msps * 1e6 >= sr)}
+    return out
+
+
 def run_bench(out_dir: Path) -> dict:
     """Run the gnuradio suite, print a table, write ``out_dir/gnuradio.json``; return the record."""
     from infercom.bench_core import machine
@@ -407,6 +432,7 @@ def run_bench(out_dir: Path) -> dict:
                               "chase_combiner", "ratio_to_corr_est_cc": rx["msps"] / corr,
                      "ratio_to_costas_loop_cc": ratio_costas, "target_ratio_to_costas_loop_cc": RX_TARGET_RATIO_COSTAS,
                      "pass_ratio_to_costas_loop_cc": bool(ratio_costas >= RX_TARGET_RATIO_COSTAS)},
+        "rx_real_time_factor": config_real_time(rx["msps"]),
         "tx_chain": {"msps": tx["tx_chain_msps"], "target_msps": TX_TARGET_MSPS,
                      "pass": bool(tx["tx_chain_msps"] >= TX_TARGET_MSPS), "image": tx["tx_image"],
                      "images": tx["tx_images"], "samples": tx["tx_samples"],
@@ -436,6 +462,14 @@ def run_bench(out_dir: Path) -> dict:
           f"{ratio_costas:.2f}x costas_loop_cc (target >= {RX_TARGET_RATIO_COSTAS:g}x: "
           f"{'ok' if record['rx_chain']['pass_ratio_to_costas_loop_cc'] else 'MISS'}), "
           f"{rx['frames_out']}/{n_frames} frames")
+    print("RX real-time factor per hardware set-up (measured Msps / sample rate; at its max sample rate):")
+    for name, r in record["rx_real_time_factor"].items():
+        if "error" in r:
+            print(f"  {name:<12} {r['error']}")
+            continue
+        print(f"  {name:<12} {r['sample_rate'] / 1e6:6.2f} MS/s: {r['real_time_factor']:6.1f}x   "
+              f"{r['max_sample_rate'] / 1e6:6.2f} MS/s: {r['real_time_factor_at_max']:5.2f}x"
+              f"{'' if r['real_time_factor_at_max'] >= 1 else '  (cannot keep up at the max rate)'}")
     print(f"TX chain (controller -> modulator shaping x{SPS}): {tx['tx_chain_msps']:.1f} Msps "
           f"(target >= {TX_TARGET_MSPS:g}: {'ok' if record['tx_chain']['pass'] else 'MISS'}; "
           f"{record['tx_chain']['ratio_to_interp_fir_filter_ccf']:.2f}x interp_fir_filter_ccf alone); "

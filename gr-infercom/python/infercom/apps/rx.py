@@ -8,7 +8,10 @@ Chase combiner's frames; ``--curve-server-key`` and ``--curve-key`` make both li
 writes the Chase-combined soft symbols to a file.  The same graph as grc/rx_zmq.grc and grc/rx_uhd.grc.  Runs until
 ``--duration`` seconds passed (0 = until Ctrl-C or SIGTERM), then prints the receiver's counters as one JSON
 line on stdout (``{"summary": ...}``), preceded by one JSON line per received frame with ``--verbose``; a
-one-line "running" notice goes to stderr once the flowgraph runs.
+one-line "running" notice goes to stderr once the flowgraph runs. With a USRP the receiver's headroom at the
+config's sample rate is measured first (``infercom.sync.measure.headroom``: the burst receiver on a busy
+synthetic channel) and printed, with a warning before the first frame when the host cannot keep up; the
+summary carries it (``headroom``).
 
 ``--record NAME.sigmf-meta`` stores the receiver's input stream (raw IQ before the matched filter, after the
 ``--snr-db`` / ``--cfo-frac`` channel model if any) as a SigMF recording: a ``file_sink`` writes
@@ -263,6 +266,17 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom rx: {exc}", file=sys.stderr)
         return 2
+    room = None
+    if args.radio == "uhd" and fg.recording is None:      # a live radio: can this host keep up with it?
+        from infercom.sync.measure import headroom
+
+        room = headroom(fg.samp_rate, fg.sps)
+        note = (f"infercom rx: headroom {room['factor']:.1f}x real time at {fg.samp_rate / 1e6:g} MS/s "
+                f"(burst receiver {room['msps']:.1f} Msps on this host, one thread)")
+        if not room["ok"]:
+            note += (" -- WARNING: too little to keep up with the radio (overflows, lost frames): lower "
+                     "sample_rate or sps in the hw config, or free CPU cores")
+        print(note, file=sys.stderr, flush=True)
     with stop_on_signals() as stop:
         fg.start()
         src = args.iq_addr if args.radio == "zmq" else fg.hw["name"]
@@ -291,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
             if args.record:
                 fg.write_recording_meta()
     counters = fg.counters()
+    if room is not None:
+        counters["headroom"] = room
     counters["run_s"] = round(time.monotonic() - t0, 3)
     counters["stopped_by"] = (getattr(stop, "signame", "signal") if stop.is_set()
                               else "end of recording" if drained else "duration")
