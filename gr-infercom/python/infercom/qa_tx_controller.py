@@ -141,3 +141,24 @@ def test_unconnected_sent_port_falls_back_without_deadlock(monkeypatch):
     tb.wait()
     assert ctl.counters["credit_timeouts"] >= 1
     assert ctl.records[0]["outcome"] == "FAIL" and ctl.records[0]["n_attempts"] == 2
+
+
+def test_annotate_adds_to_every_record_and_a_failure_keeps_it():
+    """The hook the UHD transmitter uses (its async events per image): called once per image record, in order;
+    a raising hook does not lose the record."""
+    for hook, want in ((lambda rec: rec.__setitem__("uhd_events", {"underflow": rec["image_id"]}), None),
+                       (lambda rec: 1 / 0, "ZeroDivisionError")):
+        tb = gr.top_block()
+        ctl = tx_controller(_images(2), 7, 3, 3, 8, "importance", -4, 0, 10, False, 1, 4, 5.0, 1, 0, 100, 0)
+        ctl.annotate = hook
+        dbg = blocks.message_debug()
+        tb.msg_connect(ctl, "frames", dbg, "store")
+        tb.start()
+        assert _wait(ctl.finished.is_set)
+        tb.stop()
+        tb.wait()
+        assert [r["image_id"] for r in ctl.records] == [100, 101]
+        if want is None:
+            assert [r["uhd_events"] for r in ctl.records] == [{"underflow": 100}, {"underflow": 101}]
+        else:
+            assert all(want in r["annotate_error"] for r in ctl.records)

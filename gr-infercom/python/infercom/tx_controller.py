@@ -106,6 +106,8 @@ class tx_controller(gr.basic_block):
         self.first_image_id = int(first_image_id)
         self.counters = collections.Counter()
         self.records: list[dict] = []
+        #: called with every image's record before it is kept (e.g. the UHD events during the image)
+        self.annotate = None
         self.finished = threading.Event()
         self._feedback: queue.Queue = queue.Queue(maxsize=1024)
         self._cv = threading.Condition()
@@ -278,7 +280,7 @@ class tx_controller(gr.basic_block):
             rec = {"tx_id": self.tx_id, "image_id": image_id, "outcome": "sent", "n_attempts": len(attempts),
                    "attempts": attempts, "meta": {"image": str(self.images[k]) if not isinstance(
                        self.images[k], np.ndarray) else f"array {k}"}}
-            self.records.append(rec)
+            self._keep(rec)
             self._status({"event": "done", **{k2: v for k2, v in rec.items() if k2 != "attempts"}})
         # the last frames must leave the modulator before we call it finished
         with self._cv:
@@ -323,7 +325,7 @@ class tx_controller(gr.basic_block):
                 q.sent(plan, time.monotonic(), None)
             recs = q.records()
             for rec in recs[reported:]:
-                self.records.append(rec)
+                self._keep(rec)
                 self._status({"event": "done", **{k: v for k, v in rec.items() if k != "attempts"}})
             reported = len(recs)
             dl = q.next_deadline()
@@ -335,7 +337,16 @@ class tx_controller(gr.basic_block):
             q.abort_all(time.monotonic(), "transmitter stopped")
             recs = q.records()
             for rec in recs[reported:]:
-                self.records.append(rec)
+                self._keep(rec)
+
+    def _keep(self, rec: dict) -> None:
+        """Keep an image's record (after :attr:`annotate`, if set, added to it)."""
+        if self.annotate is not None:
+            try:
+                self.annotate(rec)
+            except Exception as exc:     # noqa: BLE001 - a failing annotation must not lose the record
+                rec["annotate_error"] = repr(exc)
+        self.records.append(rec)
 
     def _pending_sent(self, q, plan, n) -> None:
         """The plan's last frame is in ``_awaiting``; when the modulator reports it, ``_completed`` gets it."""

@@ -11,7 +11,8 @@ line on stdout (``{"summary": ...}``), preceded by one JSON line per received fr
 one-line "running" notice goes to stderr once the flowgraph runs. With a USRP the receiver's headroom at the
 config's sample rate is measured first (``infercom.sync.measure.headroom``: the burst receiver on a busy
 synthetic channel) and printed, with a warning before the first frame when the host cannot keep up; the
-summary carries it (``headroom``).
+summary carries it (``headroom``), with UHD's overflows in all and per image (``uhd_overflows``,
+``uhd_overflows_per_image``: an overflow between an image's first and last frame; ``uhd_monitor``).
 
 ``--record NAME.sigmf-meta`` stores the receiver's input stream (raw IQ before the matched filter, after the
 ``--snr-db`` / ``--cfo-frac`` channel model if any) as a SigMF recording: a ``file_sink`` writes
@@ -159,6 +160,10 @@ class RxFlowgraph(gr.top_block):
             hw = self.hw
             self.src = uhd.usrp_source(device_addr(hw, "rx"), uhd.stream_args(cpu_format="fc32", channels=[0]))
             configure_usrp(self.src, hw, "rx", uhd.ALL_MBOARDS)
+            from ..uhd_monitor import rx_overflows
+
+            self.overflows = rx_overflows()          # counts UHD's overflows (a new rx_time tag after each)
+            self.connect(self.src, self.overflows)
         sps = 2 if sps is None else sps
         self.sps, self.samp_rate = sps, samp_rate
         src = self.src
@@ -257,7 +262,32 @@ class RxFlowgraph(gr.top_block):
         return now - self._drain_t >= settle_s
 
     def counters(self) -> dict:
-        return self.rx.counters()
+        out = self.rx.counters()
+        ov = getattr(self, "overflows", None)
+        if ov is not None:
+            out["uhd_overflows"] = ov.log.counts().get("overflow", 0)
+            out["uhd_overflows_per_image"] = overflows_per_image(self.log.frames, ov.log, self.sps)
+        return out
+
+
+def overflows_per_image(frames: list[dict], log, sps: int) -> dict[str, int]:
+    """``"tx_id/image_id"`` -> the UHD overflows within the samples of that image's received frames (from its
+    first frame's start to its last frame's end, every attempt), for the images with at least one; ``log`` an
+    :class:`~gnuradio.infercom.uhd_monitor.EventLog` of the receiver's source."""
+    from infercom.sigmf_io import frame_annotation
+
+    spans: dict[str, list[int]] = {}
+    for f in frames:
+        if f.get("sample_index") is None:
+            continue
+        key = f"{f.get('tx_id')}/{f.get('image_id')}"
+        ann = frame_annotation(f, sps)                  # the burst's first sample and length (samples)
+        lo = int(ann["core:sample_start"])
+        hi = lo + int(ann.get("core:sample_count", 0))
+        s = spans.setdefault(key, [lo, hi])
+        s[0], s[1] = min(s[0], lo), max(s[1], hi)
+    out = {k: log.in_span("overflow", lo, hi) for k, (lo, hi) in spans.items()}
+    return {k: v for k, v in out.items() if v}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,9 @@ inference server's feedback PUB and retransmits on NACK or timeout (ARQ); withou
 ``--attempts`` times.  ``--curve-server-key`` and ``--curve-key`` make that subscription CurveZMQ.  The same
 graph as grc/tx_zmq.grc and grc/tx_uhd.grc; the radio set-up comes from ``hw_configs/<name>.yaml`` (``--hw``).
 Prints one JSON record per image and a JSON summary on stdout when every image ended, or on Ctrl-C / SIGTERM.
+With a USRP the bursts carry ``tx_sob``/``tx_eob`` (UHD burst mode), ``--start-delay-s`` times the first one,
+and UHD's async events (underflows, sequence errors, late bursts: ``gnuradio.infercom.uhd_monitor``) are
+counted into each image's record (``uhd_events``: those since the previous image ended) and the summary.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="uhd: radio set-up, a name from the shipped hw_configs/ (b210, x310, n210) or a YAML path")
     p.add_argument("--samp-rate", type=float, default=2e6, help="zmq: sample rate the stream is paced at (S/s)")
     p.add_argument("--amplitude", type=float, default=0.5, help="uhd: baseband amplitude (0..1)")
+    p.add_argument("--start-delay-s", type=float, default=0.0,
+                   help="uhd: timed transmission, the first burst at the device's time now + this (s; needs a "
+                        "device with timed commands, every USRP; 0 = as soon as possible)")
     p.add_argument("--feedback", default=None, metavar="ADDR",
                    help="the server's feedback PUB address, e.g. tcp://127.0.0.1:5556; enables ARQ (default: "
                         "none, blind --attempts)")
@@ -95,6 +101,14 @@ class TxFlowgraph(gr.top_block):
             self.sink = uhd.usrp_sink(device_addr(hw, "tx"), uhd.stream_args(cpu_format="fc32", channels=[0]), "")
             configure_usrp(self.sink, hw, "tx", uhd.ALL_MBOARDS)
             self.connect(self.txb, self.amp, self.sink)
+            # UHD's async events (underflows, sequence errors, late bursts), counted and put in each image's record
+            from ..uhd_monitor import tx_events
+
+            self.events = tx_events()
+            self.msg_connect(self.sink, "async_msgs", self.events, "async_msgs")
+            self.tx.annotate = lambda rec: rec.__setitem__("uhd_events", self.events.log.take())
+            if args.start_delay_s > 0:      # timed transmission: the first burst at device time now + delay
+                self.sink.set_start_time(self.sink.get_time_now() + uhd.time_spec(float(args.start_delay_s)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
             fg.wait()
     for rec in fg.tx.records:
         print(json.dumps(rec))
-    print(json.dumps({"summary": {"images": len(fg.tx.records), "frames": fg.tx.counters["frames"],
-                                  "counters": dict(fg.tx.counters)}}))
+    summary = {"images": len(fg.tx.records), "frames": fg.tx.counters["frames"], "counters": dict(fg.tx.counters)}
+    if getattr(fg, "events", None) is not None:
+        summary["uhd_events"] = fg.events.log.counts()
+    print(json.dumps({"summary": summary}))
     return 0 if all(r.get("outcome") in ("ACK", "sent") for r in fg.tx.records) else 1
