@@ -66,7 +66,9 @@ def test_missing_key():
 @pytest.mark.parametrize("key,value,want", [("sample_rate", "fast", "'sample_rate' must be float"),
                                             ("sps", 2.5, "'sps' must be int"),
                                             ("tx_antenna", 2, "'tx_antenna' must be str"),
-                                            ("rx_gain", True, "'rx_gain' must be float")])
+                                            ("rx_gain", True, "'rx_gain' must be float"),
+                                            ("rx_dc_offset_auto", "yes", "'rx_dc_offset_auto' must be bool"),
+                                            ("rx_iq_balance_auto", 1, "'rx_iq_balance_auto' must be bool")])
 def test_bad_type(key, value, want):
     assert want in bad(B210, **{key: value})
 

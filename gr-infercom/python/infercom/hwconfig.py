@@ -26,7 +26,7 @@ REQUIRED = {
 }
 OPTIONAL = {"name": str, "master_clock_rate": float, "bandwidth": float, "device": str, "daughterboard": str,
             "tx_device_args": str, "rx_device_args": str, "recv_frame_size": int, "send_frame_size": int,
-            "max_sample_rate": float}
+            "max_sample_rate": float, "rx_dc_offset_auto": bool, "rx_iq_balance_auto": bool}
 CLOCK_SOURCES = ("internal", "external", "gpsdo", "mimo")
 
 
@@ -152,7 +152,9 @@ def _family_of(types: list[str]) -> str | None:
 def _coerce(key: str, typ: type, v):
     """``v`` as ``typ`` or None.  Floats: a number, or a numeric string (PyYAML reads ``2.0e6`` as a string: YAML
     1.1 wants ``2.0e+6``); ints: an integer, an integral float or a string of digits; strings: a string.
-    A bool is never a number."""
+    A bool is never a number; a bool field takes only true / false."""
+    if typ is bool:
+        return v if isinstance(v, bool) else None
     if isinstance(v, bool):
         return None
     if typ is str:
@@ -323,7 +325,8 @@ def device_addr(hw: dict, direction: str) -> str:
 def configure_usrp(usrp, hw: dict, direction: str, all_mboards=None) -> None:
     """Apply a :func:`load_hw_config` set-up to a ``uhd.usrp_source`` (``direction="rx"``) or ``usrp_sink``
     (``"tx"``), channel 0: master clock (when given), clock and time source, sample rate (S/s), centre frequency
-    (Hz), the direction's gain (dB) and antenna, analog bandwidth (Hz, when non-zero).  ``all_mboards`` is
+    (Hz), the direction's gain (dB) and antenna, analog bandwidth (Hz, when non-zero); for RX the automatic DC
+    offset and IQ balance correction (``rx_dc_offset_auto``, ``rx_iq_balance_auto``, default true).  ``all_mboards`` is
     ``uhd.ALL_MBOARDS`` (imported here when not given)."""
     if direction not in ("rx", "tx"):
         raise ValueError(f"configure_usrp: direction must be 'rx' or 'tx', got {direction!r}")
@@ -341,3 +344,11 @@ def configure_usrp(usrp, hw: dict, direction: str, all_mboards=None) -> None:
     usrp.set_antenna(hw[f"{direction}_antenna"], 0)
     if hw.get("bandwidth"):
         usrp.set_bandwidth(hw["bandwidth"], 0)
+    if direction == "rx":
+        # the radio's own DC-offset and IQ-imbalance correction, before the receiver's detector (on unless the
+        # config says false); a device without the control keeps its default
+        for setter, key in (("set_auto_dc_offset", "rx_dc_offset_auto"), ("set_auto_iq_balance", "rx_iq_balance_auto")):
+            try:
+                getattr(usrp, setter)(bool(hw.get(key, True)), 0)
+            except (RuntimeError, AttributeError, NotImplementedError):
+                pass

@@ -163,6 +163,12 @@ def test_configure_usrp_applies_the_direction_s_settings():
         assert calls["set_clock_source"] == (hw["clock_source"], 0)
         assert ("set_clock_rate" in calls) == bool(hw.get("master_clock_rate"))
         assert ("set_bandwidth" in calls) == bool(hw.get("bandwidth"))
+        rx = direction == "rx"        # the radio's DC / IQ correction: RX only, on by default
+        assert calls.get("set_auto_dc_offset") == ((True, 0) if rx else None)
+        assert calls.get("set_auto_iq_balance") == ((True, 0) if rx else None)
+    dev = FakeUsrp()
+    configure_usrp(dev, {**hw, "rx_dc_offset_auto": False}, "rx", all_mboards="ALL")
+    assert dict((c[0], c[1:]) for c in dev.calls)["set_auto_dc_offset"] == (False, 0)
     with pytest.raises(ValueError):
         configure_usrp(FakeUsrp(), hw, "both")
 
