@@ -352,9 +352,12 @@ def test_hw_config_names_resolve_from_any_working_directory(tmp_path, monkeypatc
     assert load_hw_config("b210")["device_args"] == "type=b200,serial=ENV"
 
 
-def _burst_iq(seed: int, sps: int = 2) -> np.ndarray:
+def _burst_iq(seed: int, sps: int = 2, impaired: bool = False) -> np.ndarray:
     """One image's frames (48x64, frame_len_log2 10) as RRC-shaped bursts with zero gaps and seeded noise at
-    Es/N0 12 dB: a deterministic IQ stream, complex64."""
+    Es/N0 12 dB: a deterministic IQ stream, complex64. ``impaired``: through every radio impairment of the
+    loopback first (4 ppm tied CFO/SFO at 2.4 GHz and 2 MS/s, 6.3 Hz phase noise, 0.5 dB / 3 degree IQ
+    imbalance, DC -30 dB)."""
+    from infercom import channel as ch
     from infercom.channel import pulse_shape, rrc_taps
     from infercom.frame import FrameFormat, image_frames
     from infercom.link import LinkConfig
@@ -368,7 +371,12 @@ def _burst_iq(seed: int, sps: int = 2) -> np.ndarray:
         parts += [pulse_shape(sym, sps, taps), np.zeros(int(rng.integers(2000, 4000)), np.complex64)]
     parts.append(np.zeros(40000, np.complex64))
     x = np.concatenate(parts)
+    if impaired:
+        cfo, ratio = ch.oscillator_offsets(4.0, 2.4e9, 2e6)
+        x = ch.resample(ch.apply_phase_noise(ch.apply_cfo(x, cfo), 6.3, 2e6, rng), ratio, 0.3)
     x = x + (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) * np.sqrt(10 ** -1.2 / 2)
+    if impaired:
+        x = ch.dc_offset(ch.iq_imbalance(x, 0.5, 3.0), -30.0, signal_power=1.0 / sps)
     return x.astype(np.complex64)
 
 
@@ -513,9 +521,10 @@ def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
 
 
 def test_replay_gives_the_live_runs_server_decisions(tmp_path):
-    """A live run into a server, recorded to SigMF, then the recording replayed into a fresh server: the same
-    images, attempts, QoE scores and ACK/NACK decisions."""
-    x = _burst_iq(9)
+    """A live run of the impaired loopback's IQ into a server, recorded to SigMF (the recording validates), then
+    replayed into a fresh server: the same images, attempts, QoE scores and ACK/NACK decisions."""
+    sigmf = pytest.importorskip("sigmf")
+    x = _burst_iq(9, impaired=True)
     addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
     rec_meta = tmp_path / "live.sigmf-meta"
 
@@ -541,6 +550,7 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
 
     got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
                                                 "2e6", "--record", str(rec_meta)], feed=live)
+    sigmf.sigmffile.fromfile(str(rec_meta)).validate()
     got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10"])
     assert len(got_live) == 1 and got_live[0][2], got_live                  # one image, decided
     assert got_live[0][2][0][1] in ("ACK", "NACK", "FAIL") and got_live[0][2][0][2]   # with its QoE scores
