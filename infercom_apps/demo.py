@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qoe", default=None, help="server QoE metrics (default: the offline default set)")
     p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
                    help="server ACK threshold for a metric (repeatable; default: the QoE package's)")
+    p.add_argument("--no-early-nack", action="store_true",
+                   help="the server restores every attempt (default: it NACKs at once, before restoring, the "
+                        "attempts whose observation already fails the reliability threshold)")
     p.add_argument("--mode", default="chase", choices=("auto", "chase", "selective", "refine"),
                    help="what a NACK asks for (default chase)")
     p.add_argument("--seed", type=int, default=0)
@@ -145,6 +148,12 @@ class _Progress(threading.Thread):
                   flush=True)
 
 
+def _early_nacks(srv_records: list[dict]) -> str:
+    """``"E of N"``: the server's NACKs that were decided before restoring, of all its NACKs."""
+    atts = [a for r in srv_records for a in r.get("attempts", []) if a.get("decision") == "NACK"]
+    return f"{sum(bool(a.get('early')) for a in atts)} of {len(atts)}"
+
+
 def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
            "--records", str(out / "server_records.jsonl"), "--artifacts-dir", str(out / "artifacts"),
@@ -156,6 +165,8 @@ def _start_server(args, out: Path, port: int, bh: int, bw: int) -> subprocess.Po
         cmd += ["--qoe", args.qoe]
     for t in args.threshold:
         cmd += ["--threshold", t]
+    if args.no_early_nack:
+        cmd.append("--no-early-nack")
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
@@ -290,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
             "rate": f"1/{bh * bw} ({bh}x{bw} blocks)", "max attempts": args.max_attempts,
             "NACK asks for": args.mode, "restorer": status_line.get("restorer", args.restorer or "default"),
             "QoE (thresholds)": json.dumps(status_line.get("thresholds", {})),
-            "transmitter timeout (s)": args.timeout_s, "wall time (s)": round(time.monotonic() - t_start, 1)}
+            "transmitter timeout (s)": args.timeout_s, "wall time (s)": round(time.monotonic() - t_start, 1),
+            "NACKs decided before restoring (early)": _early_nacks(srv_records)}
     meta.update({f"run: {k}": v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
     report = write_report(out, [{"tx_id": 0, "image_id": i, "name": n, "image": img}
                                 for i, (n, img) in enumerate(images)],
@@ -307,8 +319,8 @@ def run(args: argparse.Namespace) -> int:
     fails = sum(m["outcome"] == "FAIL" for m in merged)
     retx = sum(((m["tx"] or {}).get("n_attempts") or sum(len(r["attempts"]) for r in m["server"]) or 1) - 1
                for m in merged)
-    print(f"[demo] done in {time.monotonic() - t_start:.1f} s: {acks} ACK, {fails} FAIL, {retx} retransmissions; "
-          f"report: {report}", flush=True)
+    print(f"[demo] done in {time.monotonic() - t_start:.1f} s: {acks} ACK, {fails} FAIL, {retx} retransmissions "
+          f"(NACKs before restoring: {_early_nacks(srv_records)}); report: {report}", flush=True)
     ok = error is None and all(m["outcome"] in ("ACK", "FAIL") for m in merged) and len(srv_records) >= 1
     return 0 if ok else 1
 

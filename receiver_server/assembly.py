@@ -117,6 +117,7 @@ class _AttemptInfo:
     decision: str | None = None
     reason: str | None = None
     mode: str | None = None
+    early: bool = False               # decided before restoring (PolicyConfig.early_nack)
     request: Any = None
     scores: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -132,7 +133,8 @@ class _AttemptInfo:
                        "min": float(np.min(snrs)) if snrs else None,
                        "per_frame": {str(k): round(v, 3) for k, v in sorted(self.frames.items())}},
             "timed_out": self.timed_out, "superseded": self.superseded,
-            "decision": self.decision, "reason": self.reason, "mode": self.mode, "request": self.request,
+            "decision": self.decision, "reason": self.reason, "mode": self.mode, "early": self.early,
+            "request": self.request,
             "scores": self.scores, "latency_ms": self.latency_ms,
         }
 

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"attempts per image before FAIL (1..16; default {_default(PolicyConfig, 'max_attempts')})")
     p.add_argument("--mode", default=None, choices=("auto", "chase", "selective", "refine"),
                    help=f"what a NACK asks for (default {_default(PolicyConfig, 'mode')})")
+    p.add_argument("--no-early-nack", action="store_true",
+                   help="restore every attempt, also those the observation-only metrics (reliability) already "
+                        "fail (default: NACK those at once, before restoring; policy.early_nack)")
     p.add_argument("--assembly-timeout", type=float, default=None,
                    help="seconds after an attempt's last frame before it is processed incomplete "
                         f"(default {_default(ServerConfig, 'assembly_timeout_s')})")
@@ -116,6 +119,8 @@ def build_config(args: argparse.Namespace):
         pol["max_attempts"] = args.max_attempts
     if args.mode is not None:
         pol["mode"] = args.mode
+    if getattr(args, "no_early_nack", False):
+        pol["early_nack"] = False
     if pol:
         import dataclasses
         cfg = cfg.replace(policy=dataclasses.replace(cfg.policy, **pol))

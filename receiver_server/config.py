@@ -71,6 +71,10 @@ class PolicyConfig:
     help, so it is acknowledged whatever the QoE metrics say when its block area ``bh*bw`` is at most
     ``clean_max_block_area`` (the rates the gate is calibrated for: 3x3 and finer), and answered ``refine``
     (the compression, not the channel, is the limit) when a coarser rate fails the QoE.
+    ``early_nack``: metrics that score the observation alone (``needs_restored = False``: ``reliability``) are
+    evaluated before the restorer; when one fails below the attempt limit, the attempt is NACKed at once without
+    restoring (the same decision the full gate would reach: every thresholded metric must pass), and the record
+    says so (``early``). At the limit the image is always restored (a FAIL still delivers its best image).
     ``min_received_fraction``: an attempt whose image has less than this fraction of its payload symbols
     received (over all attempts) is NACKed (FAIL at the limit) without restoring: the default QoE set fails it
     anyway (consistency <= received fraction < 0.9, reliability < 14 dB), and the server never builds a whole
@@ -86,6 +90,7 @@ class PolicyConfig:
     clean_db: float = 40.0
     clean_max_block_area: int = 9
     min_received_fraction: float = 0.5
+    early_nack: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.thresholds, dict):
@@ -114,6 +119,8 @@ class PolicyConfig:
         if isinstance(self.min_received_fraction, bool) or not isinstance(self.min_received_fraction, (int, float)) \
                 or not 0 <= self.min_received_fraction <= 1:
             raise ValueError(f"policy.min_received_fraction must be in [0, 1], got {self.min_received_fraction!r}")
+        if not isinstance(self.early_nack, bool):
+            raise ValueError(f"policy.early_nack must be true or false, got {self.early_nack!r}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 from infercom import link
 
 from .config import PolicyConfig
-from .policy import Decision, decide
+from .policy import Decision, decide, passes
 from .qoe.reliability import expected_psnr
 from .restorers.base import restore_for_gate
 
@@ -39,7 +39,7 @@ class Judgement:
     obs: np.ndarray
     obs_var: np.ndarray
     missing: np.ndarray
-    restored: np.ndarray
+    restored: np.ndarray | None          # None: NACKed before restoring (``decision.early``)
     snr_db: float
     latency_ms: dict[str, float] = field(default_factory=dict)
 
@@ -73,19 +73,38 @@ def judge_soft(y: np.ndarray, noise_var, frame_snr_db: np.ndarray, lcfg: link.Li
     meta = {"bh": lcfg.bh, "bw": lcfg.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
             "snr_db": float(snr_db), "attempts": int(attempts_combined), "missing": missing, "obs_var": obs_var,
             "attempt": int(attempt), **(meta_extra or {})}
+    evidence = expected_psnr(obs_var, missing)
+    scores, skipped = {}, []
+
+    def score(names, restored):
+        for name in names:
+            m = metrics[name]
+            applies = getattr(m, "applies", None)
+            if applies is not None and not applies(lay.height, lay.width):
+                skipped.append(name)
+                continue
+            scores[name] = float(m.score(restored, obs, meta))
+
+    pre = [n for n, m in metrics.items() if getattr(m, "needs_restored", True) is False]
+    score(pre, None)
+    if policy.early_nack and attempt + 1 < policy.max_attempts and evidence < policy.clean_db:
+        gating = {k: v for k, v in thresholds.items() if k in pre and k not in skipped}
+        if gating and not passes(scores, gating, higher_is_better)[0]:
+            dec = decide(scores, gating, higher_is_better, attempt, policy, frame_snr_db, lcfg.bh, lcfg.bw,
+                         evidence_db=evidence, skipped=tuple(skipped))
+            dec = replace(dec, early=True, reason=f"early, not restored: {dec.reason}")
+            t3 = time.perf_counter()
+            lat = {"llr": 1e3 * (t1 - t0), "pixels": 1e3 * (t2 - t1), "restore": 0.0, "qoe": 1e3 * (t3 - t2)}
+            return Judgement(dec, scores, obs, obs_var, missing, None, float(snr_db), lat)
+    t_r = time.perf_counter()
     restored = restore_for_gate(restorer, obs, meta)
     t3 = time.perf_counter()
-    scores, skipped = {}, []
-    for name, m in metrics.items():
-        applies = getattr(m, "applies", None)
-        if applies is not None and not applies(lay.height, lay.width):
-            skipped.append(name)
-            continue
-        scores[name] = float(m.score(restored, obs, meta))
+    score([n for n in metrics if n not in pre], restored)
     t4 = time.perf_counter()
     dec = decide(scores, thresholds, higher_is_better, attempt, policy, frame_snr_db, lcfg.bh, lcfg.bw,
-                 evidence_db=expected_psnr(obs_var, missing), skipped=tuple(skipped))
-    lat = {"llr": 1e3 * (t1 - t0), "pixels": 1e3 * (t2 - t1), "restore": 1e3 * (t3 - t2), "qoe": 1e3 * (t4 - t3)}
+                 evidence_db=evidence, skipped=tuple(skipped))
+    lat = {"llr": 1e3 * (t1 - t0), "pixels": 1e3 * (t2 - t1), "restore": 1e3 * (t3 - t_r),
+           "qoe": 1e3 * (t4 - t3 + t_r - t2)}
     return Judgement(dec, scores, obs, obs_var, missing, restored, float(snr_db), lat)
 
 

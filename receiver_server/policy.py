@@ -45,6 +45,7 @@ class Decision:
     refine_bh: int = 0
     refine_bw: int = 0
     failed_metrics: tuple[str, ...] = field(default_factory=tuple)
+    early: bool = False               # decided before restoring (PolicyConfig.early_nack)
 
 
 def passes(scores: dict[str, float], thresholds: dict[str, float],

@@ -126,10 +126,11 @@ def write_report(out_dir: str | Path, images: list[dict[str, Any]], tx_records: 
                 cells.append(f'<figure><img src="{name}"><figcaption>received, {label}: bicubic of MMSE '
                              f'(attempt {inf["attempt"]}, PSNR {metrics.psnr(orig, rec):.2f} dB)</figcaption>'
                              f'</figure>')
-            rest = last["restored"]
-            name = _save(rest, out / f"{stem}_restored.jpg")
-            cells.append(f'<figure><img src="{name}"><figcaption>restored, final (PSNR '
-                         f'{metrics.psnr(orig, rest):.2f} dB)</figcaption></figure>')
+            rest = last.get("restored")
+            if rest is not None:
+                name = _save(rest, out / f"{stem}_restored.jpg")
+                cells.append(f'<figure><img src="{name}"><figcaption>restored, final (PSNR '
+                             f'{metrics.psnr(orig, rest):.2f} dB)</figcaption></figure>')
             const = out / f"{stem}_constellation.png"
             constellation_png(const, [(f"attempt {a['info']['attempt']} ({a['info']['attempts_combined']} "
                                        f"combined)", a["y_sample"], a.get("plane_sample"))
@@ -139,10 +140,11 @@ def write_report(out_dir: str | Path, images: list[dict[str, Any]], tx_records: 
                          f'</figure>')
             for a in arts:
                 inf = a["info"]
-                ps = metrics.psnr(orig, a["restored"])
+                ps = metrics.psnr(orig, a["restored"]) if "restored" in a else None   # early NACK: not restored
                 att_rows.append("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
                     inf["attempt"], inf["attempts_combined"], f"{inf['bh']}x{inf['bw']}", inf["snr_db"],
-                    ", ".join(f"{k} {v:.3f}" for k, v in sorted(inf["scores"].items())) or "–", f"{ps:.2f}",
+                    ", ".join(f"{k} {v:.3f}" for k, v in sorted(inf["scores"].items())) or "–",
+                    "not restored" if ps is None else f"{ps:.2f}",
                     inf["decision"], inf["mode"], inf["reason"])) + "</tr>")
         elif srv_by.get(key):         # no restorer artifacts (the NR baseline): the server's own record
             nr_arts = sorted(Path(artifacts_dir).glob(f"nr_tx{key[0]:03d}_img{key[1]:04d}_g*_a*.npz"))

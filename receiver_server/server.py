@@ -508,7 +508,7 @@ class InferenceServer:
         self.stats.decision(dec.decision)
         info = im.attempt_info(job.attempt, job.generation) if same else None
         if info is not None:
-            info.decision, info.reason, info.mode = dec.decision, dec.reason, fb.mode
+            info.decision, info.reason, info.mode, info.early = dec.decision, dec.reason, fb.mode, dec.early
             info.scores = dict(scores)
             info.latency_ms = {k: round(v, 3) for k, v in lat.items()}
             info.request = (list(dec.frames) if dec.mode == "selective" else
@@ -523,7 +523,7 @@ class InferenceServer:
         self._send_feedback(pub, fb)           # after the record: a decision sent is a decision recorded
         self.log.info("decision", extra={"fields": {
             "tx_id": tx_id, "image_id": image_id, "attempt": job.attempt, "decision": dec.decision,
-            "mode": fb.mode, "reason": dec.reason, "scores": scores, "attempts_combined": job.attempts_combined,
+            "mode": fb.mode, "early": dec.early, "reason": dec.reason, "scores": scores, "attempts_combined": job.attempts_combined,
             "missing_frames": len(job.missing_frames), "latency_ms": {k: round(v, 2) for k, v in lat.items()}}})
 
     # ------------------------------------------------------------------ inference
@@ -608,7 +608,7 @@ class InferenceServer:
                                 restored=img, info=json.dumps({"decision": dec.decision, **info}, default=str))
         return dec, scores, lat
 
-    def _save_artifacts(self, job: AttemptJob, obs: np.ndarray, restored: np.ndarray, scores: dict,
+    def _save_artifacts(self, job: AttemptJob, obs: np.ndarray, restored: np.ndarray | None, scores: dict,
                         dec: Decision, snr_db: float, lay, lcfg) -> None:
         """One ``.npz`` per attempt: observation, restored image, and a sample of the combined soft symbols
         with the bit plane each carries (0 = MSB), for reports and debugging."""
@@ -622,10 +622,11 @@ class InferenceServer:
             idx = np.sort(rng.choice(idx, 4000, replace=False))
         perm = interleave.permutation(lay.n_symbols, interleave.get_keyring(None).key(lcfg.key_id))
         plane = (perm[idx] // lay.n_sym_per_plane).astype(np.int8)
-        np.savez_compressed(path, observation=obs.astype(np.float32), restored=restored,
+        extra = {} if restored is None else {"restored": restored}      # None: NACKed before restoring
+        np.savez_compressed(path, observation=obs.astype(np.float32), **extra,
                             y_sample=job.y[idx], noise_var_sample=job.noise_var[idx], plane_sample=plane,
                             plane_amplitudes=lcfg.plane_amplitudes(),
                             info=json.dumps({"scores": scores, "decision": dec.decision, "reason": dec.reason,
-                                             "mode": dec.mode, "attempt": job.attempt,
+                                             "mode": dec.mode, "early": dec.early, "attempt": job.attempt,
                                              "attempts_combined": job.attempts_combined, "snr_db": snr_db,
                                              "bh": job.config.bh, "bw": job.config.bw}))

@@ -56,6 +56,7 @@ def expected_psnr(obs_var: np.ndarray, missing: np.ndarray | None = None) -> flo
 class Reliability:
     name = "reliability"
     higher_is_better = True
+    needs_restored = False            # scores the observation alone: the gate evaluates it before restoring
     range = (0.0, MAX_DB)
 
     def __init__(self, device: str = "cpu", config: dict | None = None):
