@@ -6,6 +6,8 @@ own trigger and the same attempt limit (``--max-attempts``, default 4):
 
 * ``infercom/<restorer>`` (the last ``--restorers`` entry): the server's QoE gate (restorer + the default
   offline QoE set at that restorer's calibrated thresholds, Chase combining; :class:`receiver_server.gate.Gate`);
+* ``infercom-niqe/<restorer>``: the same link and restorer with NIQE alone as the trigger, at the threshold
+  Deep-JSCC's trigger uses: the two systems' triggers made alike;
 * ``nr``: the CRC, with Chase combining as in the papers (``--nr-harq ir``: incremental redundancy);
 * ``deepjscc/channel-uses`` and ``deepjscc/paper``: Deep-JSCC's documented trigger, the server's NIQE gate on
   the decoded image (docs/deepjscc.md §2), Chase combining of the latent.
@@ -35,7 +37,8 @@ COLUMNS = ["image", "system", "snr_db", "rate", "attempts_used", "retransmission
 
 
 def systems(ctx: Context) -> list[str]:
-    return [f"infercom/{ctx.restorers[-1]}", "nr"] + [f"deepjscc/{p}" for p in DEEPJSCC_RATES]
+    return [f"infercom/{ctx.restorers[-1]}", f"infercom-niqe/{ctx.restorers[-1]}", "nr"] + \
+        [f"deepjscc/{p}" for p in DEEPJSCC_RATES]
 
 
 def plan(ctx: Context) -> list[dict]:
@@ -48,8 +51,9 @@ def evaluate(p: dict, ctx: Context) -> dict:
     chan = ctx.channel(p["snr_db"])
     rng = point_rng(ctx.seed, "channel", ctx.image_name(p["image"]), p["snr_db"], RATE)
     system = p["system"]
-    if system.startswith("infercom/"):
-        res = infercom_attempts(img, RATE, chan, rng, system.split("/", 1)[1], ctx, ctx.max_attempts)
+    if system.startswith(("infercom/", "infercom-niqe/")):
+        res = infercom_attempts(img, RATE, chan, rng, system.split("/", 1)[1], ctx, ctx.max_attempts,
+                                gate="niqe_gate" if system.startswith("infercom-niqe/") else "gate")
     elif system == "nr":
         res = nr_point(img, RATE, chan, rng, ctx.max_attempts, image_key=(ctx.images[p["image"]], ctx.crop),
                        harq=ctx.nr_harq)
@@ -83,9 +87,10 @@ def summarise(records: list[dict], ctx: Context, out: Path) -> dict:
         min((m["snr_db"] for m in means), key=lambda s: abs(s - REDUCTION_AT_DB))
     mean_at = {m["system"]: m["retransmissions"] for m in means if m["snr_db"] == at}
     reduction = {}
-    for other, v in mean_at.items():
-        if other != own and v:
-            reduction[other] = 1.0 - mean_at[own] / v
+    for mine in (own, f"infercom-niqe/{ctx.restorers[-1]}"):
+        for other, v in mean_at.items():
+            if not other.startswith("infercom") and v and mine in mean_at:
+                reduction[f"{mine} vs {other}"] = 1.0 - mean_at[mine] / v
     checks = {}
     for system in dict.fromkeys(m["system"] for m in means):
         seq = [m["retransmissions"] for m in sorted(means, key=lambda m: m["snr_db"]) if m["system"] == system]
@@ -93,12 +98,12 @@ def summarise(records: list[dict], ctx: Context, out: Path) -> dict:
         checks[f"{system}_not_rising"] = report.monotone(seq, decreasing=True, tol=1.0 / max(1, len(ctx.images)) + 1e-9)
     cols = ["system", "snr_db", "retransmissions", "retx_any", "failed", "cu_per_pixel", "psnr", "niqe", "req_met"]
     lines = [f"Per system and instantaneous Es/N0 (dB), rate {RATE}, attempt limit {ctx.max_attempts}; each system "
-             "with its own trigger (InferCom: the server's QoE gate; NR: CRC; Deep-JSCC: the NIQE gate).", "",
+             "with its own trigger (InferCom: the server's QoE gate; infercom-niqe: NIQE alone; NR: CRC; Deep-JSCC: the NIQE gate).", "",
              report.markdown_table(means, cols, ["system", "Es/N0 dB", "retx / image", "retx rate", "failed",
                                                  "ch. uses/px", "PSNR dB", "NIQE", "req. met"]), "",
-             f"Reduction of the mean retransmissions at {at:g} dB by {own}: " +
-             (", ".join(f"{100 * v:.0f} % vs {k}" for k, v in reduction.items()) or "none (no retransmissions "
-                                                                                   "to reduce)") + ".", "",
+             f"Reduction of the mean retransmissions at {at:g} dB (1 - InferCom's / the other's; undefined where "
+             "the other needs none): " + (", ".join(f"{k}: {100 * v:.0f} %" for k, v in reduction.items())
+                                          or "none defined") + ".", "",
              "Checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in checks.items()) + "."]
     return {"markdown": "\n".join(lines), "means": means, "reduction_at_db": at,
             "reduction": {k: (v if math.isfinite(v) else None) for k, v in reduction.items()}, "checks": checks}

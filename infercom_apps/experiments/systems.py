@@ -9,6 +9,7 @@ Systems (``system`` column):
   block size ``bh x bw``; the receiver Chase-combines the attempts and the server's gate
   (:class:`receiver_server.gate.Gate`: the restorer, the server's default QoE set with that restorer's
   calibrated thresholds, :func:`receiver_server.policy.decide` in Chase mode) judges each attempt;
+  ``infercom-niqe/<restorer>``: the same with NIQE alone as the trigger (Deep-JSCC's);
 * ``nr``: the 5G-NR baseline (:class:`infercom.nr.harq.NrImageTx`: JPEG at the InferCom link's channel uses of
   the same rate, LDPC code rate 1/3, HARQ triggered by the CRC: Chase combining as in the papers, or
   incremental redundancy with ``--nr-harq ir``). An image that never
@@ -101,21 +102,23 @@ def _forget(kind: str) -> None:
 
 
 def resource(kind: str, name: str, ctx: Context):
-    """A per-process cached object: ``("gate", restorer)``, ``("restorer", name)``, ``("metric", name)``,
+    """A per-process cached object: ``("gate", restorer)`` (the server's gate), ``("niqe_gate", restorer)`` (the
+    same with NIQE alone, Deep-JSCC's trigger), ``("restorer", name)``, ``("metric", name)``,
     ``("codec", preset)``."""
     key = (kind, name, ctx.device, ctx.clip if kind == "metric" else None,
-           ctx.max_attempts if kind == "gate" else None)
+           ctx.max_attempts if kind in ("gate", "niqe_gate") else None)
     if key in _RES:
         return _RES[key]
     if kind == "restorer":
         from receiver_server.restorers import get_restorer
 
         obj = get_restorer(name, ctx.device)
-    elif kind == "gate":
+    elif kind in ("gate", "niqe_gate"):
         from receiver_server.config import PolicyConfig
         from receiver_server.gate import Gate
 
-        obj = Gate(resource("restorer", name, ctx), policy=PolicyConfig(mode="chase", max_attempts=ctx.max_attempts))
+        obj = Gate(resource("restorer", name, ctx), metrics=("niqe",) if kind == "niqe_gate" else None,
+                   policy=PolicyConfig(mode="chase", max_attempts=ctx.max_attempts))
     elif kind == "metric":
         from receiver_server.qoe import get_qoe
 
@@ -207,15 +210,16 @@ def frame_snr_db(noise_var, n_symbols: int, frame_len: int) -> np.ndarray:
 
 
 def infercom_attempts(img: np.ndarray, rate: str, chan: channel.SymbolChannel, rng: np.random.Generator,
-                      restorer: str, ctx: Context, max_attempts: int, profile: str = "importance") -> dict:
-    """One image over the InferCom link at ``rate`` with the server's gate (restorer ``restorer``), Chase
-    retransmission up to ``max_attempts``. Returns the row fields: ``attempts_used``, ``acked``, ``decision``,
+                      restorer: str, ctx: Context, max_attempts: int, profile: str = "importance",
+                      gate: str = "gate") -> dict:
+    """One image over the InferCom link at ``rate`` with the server's gate (restorer ``restorer``; ``gate``
+    ``"niqe_gate"``: NIQE alone, Deep-JSCC's trigger), Chase retransmission up to ``max_attempts``. Returns the row fields: ``attempts_used``, ``acked``, ``decision``,
     ``gate_*`` scores of the last attempt, ``ber`` of the last combined observation (all planes),
     ``channel_uses``, and ``_image`` (the restored image of the last attempt)."""
     bh, bw = RATE_BLOCKS[rate]
     cfg = link.LinkConfig(bh=bh, bw=bw, planes=8, profile=profile)
     x, lay = link.encode_image(img, cfg)
-    gate = resource("gate", restorer, ctx)
+    gate = resource(gate, restorer, ctx)
     comb = chase.ChaseCombiner(x.size)
     flen = chan.frame_len or channel.default_frame_len()
     j = None
