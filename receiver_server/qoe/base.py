@@ -18,7 +18,9 @@ class QoEMetric(Protocol):
     """A quality-of-experience score of a restored image.
 
     ``name``: registry name; ``higher_is_better``: direction; ``range``: (low, high) of possible values
-    (``inf`` where unbounded).
+    (``inf`` where unbounded). Optional: ``applies(height, width) -> bool`` (False: the gate skips the metric for
+    that size) and ``needs_restored = False`` for a metric that scores the observation alone (``restored`` is
+    None then): the gate evaluates it before restoring and NACKs early when it fails (docs/server.md).
     """
 
     name: str
