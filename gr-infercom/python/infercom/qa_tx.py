@@ -41,8 +41,9 @@ def _run(build, timeout=30.0):
     try:
         assert ctl.finished.wait(timeout), dict(ctl.counters)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout and (
-                mod.frames_out < ctl.counters["frames"] or sink.nitems_read(0) < mod.nitems_written(0)):
+        # until every burst's tx_eob reached the sink (the modulator's own counters run ahead of the scheduler)
+        while time.monotonic() - t0 < timeout and sum(pmt.symbol_to_string(t.key) == "tx_eob"
+                                                      for t in sink.tags()) < ctl.counters["frames"]:
             time.sleep(0.01)
     finally:
         tb.stop()
