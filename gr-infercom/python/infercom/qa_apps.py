@@ -394,6 +394,33 @@ def _replay(argv, wall_s: float = 60.0):
     return fg
 
 
+def _live_run(x: np.ndarray, addr: str, argv: list) -> "rx_app.RxFlowgraph":
+    """A live ``infercom rx`` over ZeroMQ IQ (``argv``, with ``--record``): ``x`` pushed to ``addr`` as ``infercom
+    tx --radio zmq`` does, run until every sample was received and recorded and every frame went through the
+    Chase combiner; the stopped flowgraph (its recording's metadata not yet written)."""
+    fg = rx_app.RxFlowgraph(_args(rx_app, argv))
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.bind(addr)
+    fg.start()
+    try:
+        time.sleep(0.3)
+        for i in range(0, x.size, 8192):
+            push.send(x[i:i + 8192].tobytes())
+        t0 = time.monotonic()
+        while fg.rx.samples() < x.size - 65536 and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        while not (fg.sync.idle() and fg.log.n_frames >= fg.demod.counters["frames"]
+                   and fg.chase.counters["combined"] >= fg.log.n_frames
+                   and fg.rec_sink.nitems_read(0) >= x.size) and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        push.close(0)
+        fg.stop()
+        fg.wait()
+    return fg
+
+
 def test_rx_record_then_replay_gives_the_same_frames_bit_exact(tmp_path):
     """``infercom rx --record``: a live ZeroMQ IQ run writes a SigMF recording the ``sigmf`` validator accepts,
     one annotation per frame; ``--replay`` of it gives the same frames, headers, SNR/CFO and Chase-combined soft
@@ -406,27 +433,8 @@ def test_rx_record_then_replay_gives_the_same_frames_bit_exact(tmp_path):
     x = _burst_iq(7)
     addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
     rec_meta = tmp_path / "cap.sigmf-meta"
-    live = rx_app.RxFlowgraph(_args(rx_app, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate", "2e6",
-                                             "--record", str(rec_meta), "--soft-out", str(tmp_path / "live.c64")]))
-    push = zmq.Context.instance().socket(zmq.PUSH)
-    push.bind(addr)                                                  # as infercom tx --radio zmq does
-    live.start()
-    try:
-        time.sleep(0.3)
-        for i in range(0, x.size, 8192):
-            push.send(x[i:i + 8192].tobytes())
-        t0 = time.monotonic()
-        while live.rx.samples() < x.size - 65536 and time.monotonic() - t0 < 60:
-            time.sleep(0.05)
-        while not (live.sync.idle() and live.log.n_frames >= live.demod.counters["frames"]
-                   and live.chase.counters["combined"] >= live.log.n_frames
-                   and live.rec_sink.nitems_read(0) >= x.size) and time.monotonic() - t0 < 60:
-            time.sleep(0.05)
-        time.sleep(0.5)
-    finally:
-        push.close(0)
-        live.stop()
-        live.wait()
+    live = _live_run(x, addr, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate", "2e6",
+                               "--record", str(rec_meta), "--soft-out", str(tmp_path / "live.c64")])
     live.write_recording_meta()
     n = live.log.n_frames
     assert n == 5 and live.rec_sink.nitems_read(0) == x.size, (n, live.rec_sink.nitems_read(0))
@@ -529,24 +537,7 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
     rec_meta = tmp_path / "live.sigmf-meta"
 
     def live(argv):
-        fg = rx_app.RxFlowgraph(_args(rx_app, argv))
-        push = zmq.Context.instance().socket(zmq.PUSH)
-        push.bind(addr)
-        fg.start()
-        try:
-            time.sleep(0.3)
-            for i in range(0, x.size, 8192):
-                push.send(x[i:i + 8192].tobytes())
-            t0 = time.monotonic()
-            while not (fg.rx.samples() >= x.size and fg.sync.idle()
-                       and fg.rec_sink.nitems_read(0) >= x.size) and time.monotonic() - t0 < 60:
-                time.sleep(0.05)
-            time.sleep(1.0)
-        finally:
-            push.close(0)
-            fg.stop()
-            fg.wait()
-        fg.write_recording_meta()
+        _live_run(x, addr, argv).write_recording_meta()
 
     got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
                                                 "2e6", "--record", str(rec_meta)], feed=live)
