@@ -299,11 +299,6 @@ def burst_power(sps: int) -> float:
     return float(np.mean(np.abs(y[8 * sps:-8 * sps]) ** 2))
 
 
-def probe_path(hw: dict) -> Path:
-    p = Path(hw["path"])
-    return p.with_name(p.stem + ".probe.json")
-
-
 def run_device(req: dict, python: str, timeout: float) -> dict:
     """Run :func:`device_main` in a child ``python``; its stderr (UHD's log) is kept in ``stderr``."""
     root = str(Path(__file__).resolve().parents[1])
@@ -357,6 +352,8 @@ def run(args: argparse.Namespace) -> int:
     cal = ans.get("calibration")
     record = {"config": hw["path"], "name": hw["name"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "devices": ans["devices"], "ranges": ans.get("ranges"), "checks": checks, "calibration": cal}
+    from gnuradio.infercom.hwconfig import probe_path
+
     out = Path(args.out) if args.out else probe_path(hw)
     try:
         out.write_text(json.dumps(record, indent=2) + "\n")

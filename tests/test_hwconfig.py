@@ -190,3 +190,38 @@ def test_clean_tones_give_no_impairment():
     assert est["snr_db"] > 60 and abs(est["cfo"]) < 1e-9 and abs(est["sco_ppm"]) < 1e-3
     with pytest.raises(ValueError, match="1024"):
         probe.estimate_loopback(x[:100])
+
+
+def test_probe_results_are_read_back_with_their_warnings(tmp_path):
+    """``infercom hw probe`` writes ``<config>.probe.json``; ``infercom tx|rx`` read it (hwconfig.load_probe) and
+    print the calibration and what to worry about."""
+    import json
+    import os
+
+    from gnuradio.infercom.hwconfig import load_probe, probe_notes, probe_path
+
+    cfg_file = tmp_path / "b210.yaml"
+    cfg_file.write_text((REPO / "hw_configs" / "b210.yaml").read_text())
+    hw = load_hw_config(str(cfg_file))
+    assert probe_path(hw) == tmp_path / "b210.probe.json" and load_probe(hw) is None
+    assert probe_notes(None, "rx") == (None, [])
+    probe = {"time": "2026-12-01T10:00:00Z", "checks": [{"check": "rx_gain", "ok": True}],
+             "calibration": {"snr_db": 31.2, "esn0_db": 34.2, "cfo_hz": -812.0, "sco_ppm": 0.31, "dc_dbc": -41.0,
+                             "iq_gain_db": 0.12, "iq_phase_deg": 0.8, "overflows": 0, "underflows": 0}}
+    probe_path(hw).write_text(json.dumps(probe))
+    os.utime(cfg_file, (1, 1))                                     # the config is older than the probe
+    got = load_probe(hw)
+    assert got["stale"] is False and got["calibration"]["snr_db"] == 31.2
+    line, warns = probe_notes(got, "rx")
+    assert "SNR 31.2 dB" in line and "SCO 0.31 ppm" in line and warns == []
+    probe["checks"].append({"check": "sample_rate", "ok": False})
+    probe["calibration"]["overflows"] = 7
+    probe_path(hw).write_text(json.dumps(probe))
+    os.utime(probe_path(hw), (2, 2))
+    os.utime(cfg_file, (3, 3))                                     # the config changed after the probe
+    line, warns = probe_notes(load_probe(hw), "tx")
+    assert "underflows 0" in line
+    assert any("sample_rate" in w for w in warns) and any("7 overflows" in w for w in warns)
+    assert any("changed after the probe" in w for w in warns)
+    probe_path(hw).write_text("{not json")
+    assert load_probe(hw) is None

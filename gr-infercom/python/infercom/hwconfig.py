@@ -352,3 +352,61 @@ def configure_usrp(usrp, hw: dict, direction: str, all_mboards=None) -> None:
                 getattr(usrp, setter)(bool(hw.get(key, True)), 0)
             except (RuntimeError, AttributeError, NotImplementedError):
                 pass
+
+
+# ------------------------------------------------------------------------------------------ probe results
+def probe_path(hw: dict) -> Path:
+    """Where ``infercom hw probe`` writes its results for the config ``hw``: ``<config>.probe.json`` beside it."""
+    p = Path(hw["path"])
+    return p.with_name(p.stem + ".probe.json")
+
+
+def load_probe(hw: dict) -> dict | None:
+    """The last ``infercom hw probe`` results of this set-up (None when it was never probed or the file is not
+    valid JSON), with ``stale`` (the config file changed after the probe) and ``path`` added."""
+    import json
+
+    path = probe_path(hw)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        data["stale"] = Path(hw["path"]).stat().st_mtime > path.stat().st_mtime
+    except OSError:
+        data["stale"] = False
+    data["path"] = str(path)
+    return data
+
+
+def probe_notes(probe: dict | None, direction: str) -> tuple[str | None, list[str]]:
+    """What ``infercom tx|rx`` print at start from :func:`load_probe`: one line with the cabled calibration
+    (``direction`` "rx": SNR, Es/N0, CFO, SCO, DC, IQ; "tx": underflows) and the warnings (a failed check,
+    overflows / underflows during the probe, a probe older than the config). ``(None, [])`` without a probe."""
+    if not probe:
+        return None, []
+    cal = probe.get("calibration") or {}
+    warn = []
+    failed = [c.get("check") for c in probe.get("checks", []) if isinstance(c, dict) and c.get("ok") is False]
+    if failed:
+        warn.append(f"the probe found failed checks: {', '.join(map(str, failed))} (rerun infercom hw probe)")
+    for k in ("overflows", "underflows", "seq_errors"):
+        if cal.get(k):
+            warn.append(f"the probe saw {cal[k]} {k} at this rate: lower sample_rate (docs/ota.md section 5)")
+    if probe.get("stale"):
+        warn.append("the config changed after the probe: its calibration may not apply (rerun infercom hw probe)")
+
+    def f(key, fmt):
+        v = cal.get(key)
+        return None if v is None else fmt.format(v)
+
+    parts = [f("snr_db", "SNR {:.1f} dB"), f("esn0_db", "Es/N0 {:.1f} dB"), f("cfo_hz", "CFO {:.0f} Hz"),
+             f("sco_ppm", "SCO {:.2f} ppm"), f("dc_dbc", "DC {:.1f} dBc"), f("iq_gain_db", "IQ {:.2f} dB"),
+             f("iq_phase_deg", "/ {:.1f} deg")] if direction == "rx" else \
+        [f("tx_gain", "TX gain {:g} dB"), f("underflows", "underflows {:d}")]
+    got = " ".join(p for p in parts if p)
+    line = f"cabled calibration of {probe.get('time', '?')} ({probe['path']}): {got or 'no calibration'}"
+    return line, warn
+

@@ -297,6 +297,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"infercom rx: {exc}", file=sys.stderr)
         return 2
     room = None
+    if fg.hw is not None and fg.recording is None:
+        from ..hwconfig import load_probe, probe_notes
+
+        line, warns = probe_notes(load_probe(fg.hw), "rx")
+        for text in ([line] if line else []) + [f"WARNING: {w}" for w in warns]:
+            print(f"infercom rx: {text}", file=sys.stderr, flush=True)
     if args.radio == "uhd" and fg.recording is None:      # a live radio: can this host keep up with it?
         from infercom.sync.measure import headroom
 

@@ -117,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:   # bad config / images, or no radio found by UHD
         print(f"infercom tx: {exc}", file=sys.stderr)
         return 2
+    if fg.hw is not None:
+        from ..hwconfig import load_probe, probe_notes
+
+        line, warns = probe_notes(load_probe(fg.hw), "tx")
+        for text in ([line] if line else []) + [f"WARNING: {w}" for w in warns]:
+            print(f"infercom tx: {text}", file=sys.stderr, flush=True)
     with stop_on_signals() as stop:
         fg.start()
         try:
