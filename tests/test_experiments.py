@@ -253,3 +253,14 @@ def test_clip_weights_switch_to_the_papers_requirement(tiny_clip):
         assert 0 <= sc["clip_iqa"] <= 1 and -1 <= sc["clip_sim"] <= 1
         assert sc["req_met"] == (sc["clip_iqa"] >= 0.8 and sc["clip_sim"] >= 0.9)
     assert score_output(img, img, ctx)["clip_sim"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_an_undecodable_image_is_skipped_up_front(kodak_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    shutil.copy(sorted(kodak_dir.glob("*.png"))[0], d / "a.png")
+    (d / "b.png").write_bytes(b"not a png")
+    ctx = cli.make_context(_args("tx-complexity", d, tmp_path))
+    assert [Path(p).name for p in ctx.images] == ["a.png"]

@@ -72,6 +72,17 @@ def make_context(args: argparse.Namespace) -> Context:
     if args.max_images is not None:
         n = args.max_images if n is None else min(n, args.max_images)
     files = files[:n] if n else files
+    good = []
+    for f in files:                     # an undecodable file is skipped here, not found by a worker mid-run
+        try:
+            imageio.load_image(f)
+        except ValueError as exc:
+            print(f"infercom experiment: skipping {exc}", file=sys.stderr)
+            continue
+        good.append(f)
+    if not good:
+        raise SystemExit(f"infercom experiment: no decodable images in {args.images}")
+    files = good
     restorers = tuple(r.strip() for r in args.restorers.split(",") if r.strip())
     if not restorers:
         raise SystemExit("infercom experiment: --restorers names none")
