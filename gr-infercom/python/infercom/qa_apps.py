@@ -530,7 +530,8 @@ def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
 
 def test_replay_gives_the_live_runs_server_decisions(tmp_path):
     """A live run of the impaired loopback's IQ into a server, recorded to SigMF (the recording validates), then
-    replayed into a fresh server: the same images, attempts, QoE scores and ACK/NACK decisions."""
+    replayed into a fresh server: the same Chase-combined soft symbols (bit-exact), images, attempts, QoE scores
+    and ACK/NACK decisions."""
     sigmf = pytest.importorskip("sigmf")
     x = _burst_iq(9, impaired=True)
     addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
@@ -540,9 +541,13 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
         _live_run(x, addr, argv).write_recording_meta()
 
     got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
-                                                "2e6", "--record", str(rec_meta)], feed=live)
+                                                "2e6", "--record", str(rec_meta), "--soft-out",
+                                                str(tmp_path / "live.c64")], feed=live)
     sigmf.sigmffile.fromfile(str(rec_meta)).validate()
-    got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10"])
+    got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10",
+                                                    "--soft-out", str(tmp_path / "replay.c64")])
+    live_soft = (tmp_path / "live.c64").read_bytes()
+    assert live_soft and (tmp_path / "replay.c64").read_bytes() == live_soft     # soft symbols bit-exact
     assert len(got_live) == 1 and got_live[0][2], got_live                  # one image, decided
     assert got_live[0][2][0][1] in ("ACK", "NACK", "FAIL") and got_live[0][2][0][2]   # with its QoE scores
     assert got_replay == got_live

@@ -82,3 +82,16 @@ def test_no_false_frames_in_1e7_samples_of_noise_and_foreign_bursts():
         pos += b.size
     out, sync, demod = run_rx(x, log2=10)
     assert out == [] and demod.counters["frames"] == 0
+
+
+def test_no_false_frames_in_1e7_samples_of_impaired_noise():
+    """The receiver's noise through every radio impairment of the loopback (6.3 Hz phase noise, 0.5 dB / 3 degree
+    IQ imbalance, DC -30 dB and, harder, 0 dB of the noise power): no frame in 10^7 samples."""
+    from infercom import channel as ch
+
+    rng = np.random.default_rng(17)
+    n = 10_000_000
+    x = ch.iq_imbalance(ch.apply_phase_noise(awgn(np.zeros(n, np.complex64), 0.0, rng), 6.3, 2e6, rng), 0.5, 3.0)
+    for dc_db in (-30.0, 0.0):
+        out, sync, demod = run_rx(ch.dc_offset(x, dc_db, signal_power=1.0), log2=10)
+        assert out == [] and demod.counters["frames"] == 0, (dc_db, sync.counters)
