@@ -526,9 +526,12 @@ def test_drift_kernels_match_references(rng):
     zr, zi = rng.standard_normal(m).astype(np.float32), rng.standard_normal(m).astype(np.float32)
     tau = np.empty(pidx.shape[0])
     w = np.empty(pidx.shape[0])
-    sync._pilot_timing_kernel(zr, zi, 7.3, 2, pidx, pil_c, 0.01, 0.4, 0.35, sync._TAP_TABLE, tau, w)
+    fit = np.empty(4)
+    sync._pilot_timing_kernel(zr, zi, 7.3, 2, pidx, pil_c, 0.01, 0.4, 0.35, sync._TAP_TABLE, tau, w, fit)
     tr, wr = sync._pilot_timing_ref(zr, zi, 7.3, 2, pidx, np.conj(pil_c), 0.01, 0.4, 0.35)
     assert np.allclose(tau, tr, atol=1e-6) and np.allclose(w, wr, rtol=1e-4)
+    ok, sc = wr > 0, pidx[:, 8].astype(float)                    # the line fit's sums over the estimated blocks
+    assert np.allclose(fit, [np.sum(tr[ok] * sc[ok]), np.sum(sc[ok] ** 2), np.sum(tr[ok] ** 2), ok.sum()])
     assert w[-1] == 0 and np.count_nonzero(w) > 0         # noise: some parabolas open upwards (no estimate)
 
 

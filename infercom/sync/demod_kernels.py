@@ -224,20 +224,30 @@ def _refine_kernel(y, x, seg):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _pilot_timing_kernel(zr, zi, timing, sps, pidx, pilots_c, f_sym, ph0, d, table, out_tau, out_w):
+def _pilot_timing_kernel(zr, zi, timing, sps, pidx, pilots_c, f_sym, ph0, d, table, out_tau, out_w, fit):
     """Timing error of every pilot block, in samples: for block ``b`` the coherent pilot correlations
     ``c_o = sum_j y_o[pidx[b, j]] * pilots_c[b, j]`` at trial offsets ``o = -d, 0, +d`` samples from the nominal
     ``timing + k * sps`` (``y_o``: the interpolated symbol, de-rotated by ``2 pi f_sym k + ph0``; ``table``: the
     interpolator's tap table, one row per 1/(rows - 1) sample), then the vertex of the parabola through
     ``|c_o|^2``, clipped to +-d: ``out_tau[b]``; ``out_w[b] = |c_0|^2`` (0 where the parabola opens upwards or
-    the block's samples leave the window: no estimate)."""
+    the block's samples leave the window: no estimate). ``fit`` (float64 (4,)) gets the sums of the
+    least-squares line through the origin over the blocks with an estimate, ``s`` a block's centre symbol:
+    ``sum tau*s, sum s*s, sum tau*tau, count``."""
     nb = pidx.shape[0]
     npl = pidx.shape[1]
     nw = table.shape[1]
     ntab = table.shape[0] - 1
     h1 = nw // 2 - 1
     e = np.empty(3)
+    fit[:] = 0.0
+    rot_r = np.empty(npl)
+    rot_i = np.empty(npl)
     for b in range(nb):
+        # the de-rotation of the block's symbols, shared by the three trial offsets (pidx[b] is consecutive)
+        for j in range(npl):
+            a = -(2.0 * np.pi * f_sym * pidx[b, j] + ph0)
+            rot_r[j] = np.cos(a)
+            rot_i[j] = np.sin(a)
         inside = True
         for oi in range(3):
             o = (oi - 1) * d
@@ -257,11 +267,8 @@ def _pilot_timing_kernel(zr, zi, timing, sps, pidx, pilots_c, f_sym, ph0, d, tab
                 for i in range(nw):
                     ar += table[fi, i] * zr[q + i]
                     ai += table[fi, i] * zi[q + i]
-                a = -(2.0 * np.pi * f_sym * k + ph0)
-                c = np.cos(a)
-                s = np.sin(a)
-                yr = ar * c - ai * s
-                yi = ar * s + ai * c
+                yr = ar * rot_r[j] - ai * rot_i[j]
+                yi = ar * rot_i[j] + ai * rot_r[j]
                 pr = pilots_c[b, j].real
                 pi_ = pilots_c[b, j].imag
                 cr += yr * pr - yi * pi_
@@ -274,6 +281,11 @@ def _pilot_timing_kernel(zr, zi, timing, sps, pidx, pilots_c, f_sym, ph0, d, tab
             out_tau[b] = 0.0
             out_w[b] = 0.0
             continue
-        tau = 0.5 * d * (e[0] - e[2]) / den
-        out_tau[b] = min(max(tau, -d), d)
+        tau = min(max(0.5 * d * (e[0] - e[2]) / den, -d), d)
+        out_tau[b] = tau
         out_w[b] = e[1]
+        sc = float(pidx[b, npl // 2])
+        fit[0] += tau * sc
+        fit[1] += sc * sc
+        fit[2] += tau * tau
+        fit[3] += 1.0
