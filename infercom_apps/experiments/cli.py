@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the points as Ray tasks on the cluster at ADDRESS (ray.init(address=...)); "
                         "'local' starts an in-process one with --workers CPUs (pip install '.[ray]'); "
-                        "on a cluster, every node needs this project installed")
+                        "on a cluster, every node needs this project installed (default: none, the local pool)")
     p.add_argument("--out", default="out", help="output root; results go to OUT/experiments/NAME (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep the finished points of OUT/.../points.csv")
     p.add_argument("--seed", type=int, default=0)
