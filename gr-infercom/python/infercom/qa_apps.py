@@ -398,14 +398,22 @@ def _live_run(x: np.ndarray, addr: str, argv: list) -> "rx_app.RxFlowgraph":
     """A live ``infercom rx`` over ZeroMQ IQ (``argv``, with ``--record``): ``x`` pushed to ``addr`` as ``infercom
     tx --radio zmq`` does, run until every sample was received and recorded and every frame went through the
     Chase combiner; the stopped flowgraph (its recording's metadata not yet written)."""
-    fg = rx_app.RxFlowgraph(_args(rx_app, argv))
-    push = zmq.Context.instance().socket(zmq.PUSH)
+    # the PUSH listens before the receiver connects, on a context of its own (no other test's sockets or
+    # authenticator), and a send that cannot go through fails the test instead of blocking it forever
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.setsockopt(zmq.SNDTIMEO, 20_000)
     push.bind(addr)
+    fg = rx_app.RxFlowgraph(_args(rx_app, argv))
     fg.start()
     try:
         time.sleep(0.3)
         for i in range(0, x.size, 8192):
-            push.send(x[i:i + 8192].tobytes())
+            try:
+                push.send(x[i:i + 8192].tobytes())
+            except zmq.Again:
+                pytest.fail(f"the receiver took no IQ for 20 s after {i} samples: {fg.counters()}")
         t0 = time.monotonic()
         while fg.rx.samples() < x.size - 65536 and time.monotonic() - t0 < 60:
             time.sleep(0.05)
@@ -416,6 +424,7 @@ def _live_run(x: np.ndarray, addr: str, argv: list) -> "rx_app.RxFlowgraph":
         time.sleep(0.5)
     finally:
         push.close(0)
+        ctx.term()
         fg.stop()
         fg.wait()
     return fg
