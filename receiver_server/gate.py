@@ -25,7 +25,7 @@ from .policy import Decision, decide, passes
 from .qoe.reliability import expected_psnr
 from .restorers.base import restore_for_gate
 
-__all__ = ["Judgement", "judge_soft", "image_snr_db", "build_metrics", "Gate"]
+__all__ = ["Judgement", "judge_soft", "restorer_meta", "image_snr_db", "build_metrics", "Gate"]
 
 
 @dataclass
@@ -52,6 +52,18 @@ def image_snr_db(frame_snr_db: np.ndarray) -> float:
     return 10 * math.log10(np.sum(10 ** (finite / 10)) / f.size) if finite.size else -99.0
 
 
+def restorer_meta(lay: link.ImageLayout, snr_db: float, obs_var: np.ndarray, missing: np.ndarray | None = None,
+                  attempts: int = 1, attempt: int = 0, **extra) -> dict:
+    """The meta the server gives the restorer and the QoE metrics for an observation of layout ``lay``: block
+    size, image size, combined Es/N0 ``snr_db`` (dB), attempts combined, the attempt number, the posterior
+    variance ``obs_var`` (grey levels²) and the ``missing`` block mask (default: nothing missing)."""
+    if missing is None:
+        missing = np.zeros((lay.low_h, lay.low_w), dtype=bool)
+    return {"bh": lay.bh, "bw": lay.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
+            "snr_db": float(snr_db), "attempts": int(attempts), "missing": missing, "obs_var": obs_var,
+            "attempt": int(attempt), **extra}
+
+
 def judge_soft(y: np.ndarray, noise_var, frame_snr_db: np.ndarray, lcfg: link.LinkConfig, lay: link.ImageLayout,
                attempt: int, attempts_combined: int, restorer: Any, metrics: dict[str, Any],
                thresholds: dict[str, float], higher_is_better: dict[str, bool], policy: PolicyConfig,
@@ -70,9 +82,7 @@ def judge_soft(y: np.ndarray, noise_var, frame_snr_db: np.ndarray, lcfg: link.Li
     missing = np.all(llr == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
     t2 = time.perf_counter()
     snr_db = image_snr_db(frame_snr_db)
-    meta = {"bh": lcfg.bh, "bw": lcfg.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
-            "snr_db": float(snr_db), "attempts": int(attempts_combined), "missing": missing, "obs_var": obs_var,
-            "attempt": int(attempt), **(meta_extra or {})}
+    meta = restorer_meta(lay, snr_db, obs_var, missing, attempts_combined, attempt, **(meta_extra or {}))
     evidence = expected_psnr(obs_var, missing)
     scores, skipped = {}, []
 

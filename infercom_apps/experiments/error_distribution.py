@@ -134,12 +134,10 @@ def restore_and_score(img: np.ndarray, obs: np.ndarray, obs_var: np.ndarray, lay
                       snr_db: float, ctx: Context) -> dict:
     """Restore the low-res observation ``obs`` (float (h, w, C), posterior variance ``obs_var``) with
     ``ctx.restorers[-1]`` as the server does; the restored image's scores and ``psnr_bicubic`` (dB)."""
+    from receiver_server.gate import restorer_meta
     from receiver_server.restorers.base import restore_for_gate
 
-    meta = {"bh": lay.bh, "bw": lay.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
-            "snr_db": float(snr_db), "attempts": 1, "attempt": 0, "obs_var": obs_var,
-            "missing": np.zeros((lay.low_h, lay.low_w), dtype=bool)}
-    out = restore_for_gate(resource("restorer", ctx.restorers[-1], ctx), obs, meta)
+    out = restore_for_gate(resource("restorer", ctx.restorers[-1], ctx), obs, restorer_meta(lay, snr_db, obs_var))
     bicubic = link.upsample(obs, lay, "bicubic")
     return {**score_output(img, out, ctx), "psnr_bicubic": float(min(metrics.psnr(img, bicubic), 100.0))}
 

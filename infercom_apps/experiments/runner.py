@@ -25,13 +25,12 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,16 +173,11 @@ def init_worker() -> None:
     and results do not depend on a thread count."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
-    if "torch" in sys.modules or _has_torch():
+    try:
         import torch
-
-        torch.set_num_threads(1)
-
-
-def _has_torch() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 _CACHE: dict[str, Any] = {}
@@ -239,8 +233,7 @@ def run_points(module: str, ctx: Any, points: list[dict], store: PointStore, wor
 def _run_pool(module: str, ctx: Any, todo: list[dict], workers: int, finish) -> None:
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=init_worker) as ex:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
         pending = {}
         it = iter(todo)
 
@@ -301,9 +294,3 @@ def _run_ray(module: str, ctx: Any, todo: list[dict], workers: int, address: str
     finally:
         if started:
             ray.shutdown()
-
-
-def mean_or_none(values: Iterable) -> float | None:
-    """Mean of the finite values (None when there are none)."""
-    vals = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
-    return float(np.mean(vals)) if vals else None

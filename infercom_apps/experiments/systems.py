@@ -27,7 +27,6 @@ once per worker process (:func:`resource`).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -242,6 +241,7 @@ def infercom_once(img: np.ndarray, rate: str, chan: channel.SymbolChannel, rng: 
                   restorers: tuple[str, ...], ctx: Context, profile: str = "importance") -> dict:
     """One attempt over the InferCom link; the same observation restored by each of ``restorers``. Returns
     ``{"ber_per_plane", "ber", "channel_uses", "snr_db" (combined, dB), "images": {restorer: uint8}}``."""
+    from receiver_server.gate import restorer_meta
     from receiver_server.restorers.base import restore_for_gate
 
     bh, bw = RATE_BLOCKS[rate]
@@ -254,9 +254,7 @@ def infercom_once(img: np.ndarray, rate: str, chan: channel.SymbolChannel, rng: 
     from infercom.simulate import lowres_metrics
 
     stats, _ = lowres_metrics(img, llr, obs, link.llr_to_lowres(llr, lay, cfg, "hard"), cfg)
-    meta = {"bh": bh, "bw": bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
-            "snr_db": float(rx.snr_db), "attempts": 1, "attempt": 0, "obs_var": obs_var,
-            "missing": np.zeros((lay.low_h, lay.low_w), dtype=bool)}
+    meta = restorer_meta(lay, rx.snr_db, obs_var)
     images = {r: restore_for_gate(resource("restorer", r, ctx), obs, meta) for r in restorers}
     return {"ber_per_plane": stats["ber_per_plane"], "ber": stats["ber"], "channel_uses": int(x.size),
             "images": images}
@@ -299,7 +297,3 @@ def deepjscc_point(img: np.ndarray, preset: str, chan: channel.SymbolChannel, rn
                                   gate=_RES[key], final_metrics=False, keep_image=True)
     return {"acked": rec["success"], "attempts_used": rec["attempts_used"], "channel_uses": rec["channel_uses"],
             "tx_ops": rec["encoder_flops"], "_image": rec["_image"]}
-
-
-def finite_or_none(v) -> float | None:
-    return float(v) if v is not None and math.isfinite(v) else None
