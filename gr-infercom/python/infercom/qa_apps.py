@@ -507,24 +507,34 @@ def _decisions(records_file) -> list[tuple]:
     return sorted(out)
 
 
-def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
+def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None, avoid=()) -> list[tuple]:
     """Run a receiver (``rx_argv`` + ``--server``) into a fresh in-process server (bicubic restorer, the default
     offline consistency and reliability metrics at their calibrated thresholds, one attempt: every image ends in
-    ACK or FAIL); ``feed``: pushes the live IQ.
+    ACK or FAIL); ``feed``: pushes the live IQ; ``avoid``: ports the server must not take (the live IQ's).
     Returns the server's decisions."""
     from receiver_server.config import PolicyConfig, ServerConfig
     from receiver_server.qoe import get_qoe
     from receiver_server.restorers import get_restorer
     from receiver_server.server import InferenceServer
 
-    port = _free_tcp_port()
-    fb = _free_tcp_port(avoid=(port,))
     records = tmp_path / f"{name}_records.jsonl"
-    cfg = ServerConfig(bind=f"tcp://127.0.0.1:{port}", feedback_bind=f"tcp://127.0.0.1:{fb}",
-                       log_file=str(tmp_path / f"{name}.log"), records_file=str(records), assembly_timeout_s=0.3,
-                       policy=PolicyConfig(max_attempts=1))     # ACK or FAIL: every image ends with its record
     metrics = {m: get_qoe(m) for m in ("consistency", "reliability")}
-    with InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics=metrics) as srv:
+    for _ in range(5):        # a port found free can be taken before the server binds it: try fresh ones
+        port = _free_tcp_port(avoid)
+        fb = _free_tcp_port(avoid=(*avoid, port))
+        cfg = ServerConfig(bind=f"tcp://127.0.0.1:{port}", feedback_bind=f"tcp://127.0.0.1:{fb}",
+                           log_file=str(tmp_path / f"{name}.log"), records_file=str(records),
+                           assembly_timeout_s=0.3, policy=PolicyConfig(max_attempts=1))   # every image ACK or FAIL
+        srv = InferenceServer(cfg, restorer=get_restorer("bicubic"), metrics=metrics)
+        try:
+            srv.start()
+            break
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+    else:
+        pytest.fail("no free port pair for the server in 5 tries")
+    try:
         argv = rx_argv + ["--server", f"tcp://127.0.0.1:{port}", "--feedback", f"tcp://127.0.0.1:{fb}"]
         if feed is None:
             _replay(argv)
@@ -534,6 +544,8 @@ def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
         while srv.status()["images_served"] < 1 and time.monotonic() - t0 < 30:
             time.sleep(0.05)
         time.sleep(0.5)
+    finally:
+        srv.stop()
     return _decisions(records)
 
 
@@ -543,7 +555,8 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
     and ACK/NACK decisions."""
     sigmf = pytest.importorskip("sigmf")
     x = _burst_iq(9, impaired=True)
-    addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
+    iq_port = _free_tcp_port()
+    addr = f"tcp://127.0.0.1:{iq_port}"
     rec_meta = tmp_path / "live.sigmf-meta"
 
     def live(argv):
@@ -551,7 +564,7 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
 
     got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
                                                 "2e6", "--record", str(rec_meta), "--soft-out",
-                                                str(tmp_path / "live.c64")], feed=live)
+                                                str(tmp_path / "live.c64")], feed=live, avoid=(iq_port,))
     sigmf.sigmffile.fromfile(str(rec_meta)).validate()
     got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10",
                                                     "--soft-out", str(tmp_path / "replay.c64")])
