@@ -509,6 +509,34 @@ def default_frame_len() -> int:
     return int(FrameFormat().frame_len)
 
 
+def frame_snr_db(noise_var, frame_len: int) -> np.ndarray:
+    """Per-frame Es/N0 (dB) of equalised symbols (Es = 1) with per-symbol ``noise_var`` (scalar or (n,), in
+    transmitted order; ``inf`` where lost): ``lin_to_db(mean(1 / noise_var))`` over each run of ``frame_len``
+    symbols (the last frame may be shorter); ``-inf`` for a frame with nothing received."""
+    nv = np.atleast_1d(np.asarray(noise_var, dtype=np.float64))
+    inv = np.where(np.isfinite(nv), 1.0 / np.maximum(nv, 1e-30), 0.0)
+    starts = np.arange(0, inv.size, int(frame_len))
+    sums = np.add.reduceat(inv, starts) if inv.size else np.zeros(0)
+    counts = np.diff(np.append(starts, inv.size))
+    return lin_to_db(sums / counts)
+
+
+def image_snr_db(frame_snr_db) -> float:
+    """An image's Es/N0 (dB) from its frames' (dB, ``-inf`` for a frame never received): the linear mean over
+    all frames, -99 dB when none arrived (the ``snr_db`` a restorer is told)."""
+    f = np.asarray(frame_snr_db, dtype=np.float64).ravel()
+    finite = f[np.isfinite(f)]
+    return float(10 * np.log10(np.sum(10 ** (finite / 10)) / f.size)) if finite.size else -99.0
+
+
+def snr_spread_db(frame_snr_db) -> float:
+    """Standard deviation (dB) of the finite per-frame Es/N0 values ``frame_snr_db`` (dB): how unevenly a fading
+    channel spread the image's SNR over its frames; 0 with fewer than two received frames."""
+    f = np.asarray(frame_snr_db, dtype=np.float64).ravel()
+    f = f[np.isfinite(f)]
+    return float(np.std(f)) if f.size > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class Fading:
     """One attempt's fading realisation (what :meth:`SymbolChannel.draw` generates).

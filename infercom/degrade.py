@@ -42,6 +42,9 @@ class Degraded:
     fading, fading_per, snr_mode: the channel (:mod:`infercom.channel` vocabulary; fading_per None without
     fading)
     llr: float32 ``(planes, N)`` combined LLRs, MSB plane first (only with ``keep_llr=True``)
+    receiver_meta: the restorer's meta from the combined LLRs, as the server builds it
+    (:func:`infercom.link.observe`; its ``snr_db`` is the combined Es/N0 of the frames,
+    :func:`infercom.channel.image_snr_db`)
     """
 
     observation: np.ndarray
@@ -59,13 +62,14 @@ class Degraded:
     snr_mode: str = "instantaneous"
     llr: np.ndarray | None = None
     layout: link.ImageLayout | None = field(default=None, repr=False)
+    receiver_meta: dict = field(default_factory=dict, repr=False)
 
     def meta(self) -> dict:
-        """The Restorer ``meta`` dict of docs/internals.md for this observation."""
-        H, W, C = self.clean.shape
-        return {"bh": self.bh, "bw": self.bw, "height": H, "width": W, "channels": C,
-                "snr_db": float(self.snr_db), "attempts": int(self.attempts), "missing": self.missing.copy(),
-                "missing_frac": float(self.missing_frac), "profile": self.profile}
+        """The Restorer ``meta`` dict of docs/internals.md for this observation (a copy; ``snr_db``: combined
+        Es/N0) plus ``missing_frac``."""
+        m = dict(self.receiver_meta)
+        m["missing"] = m["missing"].copy()
+        return {**m, "missing_frac": float(self.missing_frac)}
 
 
 def lowres_clean(img: np.ndarray, bh: int, bw: int) -> np.ndarray:
@@ -134,10 +138,10 @@ def degrade(img, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator, 
     else:
         y, nv = chase.combine(ys, nvs)
     llr = link.soft_to_llr(y, nv, lay, cfg, keyring=keyring)
-    obs = link.llr_to_lowres(llr, lay, cfg, mode="mmse")
-    C = a.shape[2]
-    value_missing = np.all(llr == 0, axis=0)                       # (N,)
-    missing = value_missing.reshape(lay.low_h, lay.low_w, C).all(axis=2)
+    frames = channel.frame_snr_db(nv, int(frame_len))
+    obs, rmeta = link.observe(llr, lay, cfg, channel.image_snr_db(frames), int(attempts),
+                              channel.snr_spread_db(frames))
+    missing = rmeta["missing"]
     lost_frac = float(np.mean(~np.isfinite(nv)))
     mean_snr = float(np.mean(snrs))
     return Degraded(observation=obs.astype(np.float32), clean=a, lowres_clean=lowres_clean(a, cfg.bh, cfg.bw),
@@ -145,7 +149,7 @@ def degrade(img, cfg: link.LinkConfig, snr_db: float, rng: np.random.Generator, 
                     snr_db=channel.lin_to_db(mean_snr),
                     attempts=int(attempts), fading=fading, profile=cfg.profile, missing_frac=lost_frac,
                     fading_per=fading_per if fading == "block" else None, snr_mode=snr_mode,
-                    llr=llr if keep_llr else None, layout=lay)
+                    llr=llr if keep_llr else None, layout=lay, receiver_meta=rmeta)
 
 
 # --------------------------------------------------------------------------------------------------------

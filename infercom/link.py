@@ -147,6 +147,39 @@ def llr_to_lowres_var(llr: np.ndarray, lay: ImageLayout, cfg: LinkConfig) -> np.
     return reconstruct.posterior_var(llr).reshape(lay.low_h, lay.low_w, lay.channels)
 
 
+def llr_planes_image(llr: np.ndarray, lay: ImageLayout, cfg: LinkConfig) -> np.ndarray:
+    """LLRs (planes, n_values) -> float32 (low_h, low_w, C, planes): each low-res value's LLRs, MSB plane
+    first, on the image grid (what a soft-input restorer reads, ``meta["plane_llr"]``)."""
+    _check_layout(lay, cfg)
+    llr = np.asarray(llr, dtype=np.float32)
+    if llr.shape != (cfg.planes, lay.n_values):
+        raise ValueError(f"LLR shape {llr.shape} != ({cfg.planes}, {lay.n_values})")
+    return np.ascontiguousarray(llr.T).reshape(lay.low_h, lay.low_w, lay.channels, cfg.planes)
+
+
+def observe(llr: np.ndarray, lay: ImageLayout, cfg: LinkConfig, snr_db: float, attempts: int = 1,
+            spread_db: float = 0.0) -> tuple[np.ndarray, dict]:
+    """What a receiver knows of an image from its (Chase-combined) LLRs: ``(observation, meta)``.
+
+    ``observation``: the MMSE low-res image (:func:`llr_to_lowres`); ``meta``: the restorer's meta
+    (docs/internals.md): block and image size, ``snr_db`` (the combined Es/N0, dB), ``attempts`` combined,
+    ``missing`` (bool (low_h, low_w): values with no symbol at all, every LLR of every channel 0),
+    ``obs_var`` (:func:`llr_to_lowres_var`), ``plane_llr`` (:func:`llr_planes_image`), the power allocation
+    (``profile``, ``design_snr_db`` dB, ``plane_amplitudes`` float32 (planes,) ``sqrt(p_k)`` MSB first) and
+    ``frame_snr_spread_db`` (the standard deviation of the frames' Es/N0, dB:
+    :func:`infercom.channel.snr_spread_db`). One builder for the server, the experiments, the QoE calibration
+    and the restorer's training pairs.
+    """
+    obs = llr_to_lowres(llr, lay, cfg, "mmse")
+    missing = np.all(np.asarray(llr) == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
+    meta = {"bh": lay.bh, "bw": lay.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
+            "snr_db": float(snr_db), "attempts": int(attempts), "missing": missing,
+            "obs_var": llr_to_lowres_var(llr, lay, cfg), "plane_llr": llr_planes_image(llr, lay, cfg),
+            "profile": cfg.profile, "design_snr_db": float(cfg.design_snr_db),
+            "plane_amplitudes": cfg.plane_amplitudes(), "frame_snr_spread_db": float(spread_db)}
+    return obs, meta
+
+
 def decode_image(y, noise_var, lay: ImageLayout, cfg: LinkConfig, mode: str = "mmse",
                  keyring=None) -> np.ndarray:
     """``llr_to_lowres(soft_to_llr(...))``: float32 (low_h, low_w, C) in [0, 255]."""

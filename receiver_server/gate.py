@@ -11,7 +11,6 @@ resolves them (:func:`build_metrics`, :func:`receiver_server.server.resolve_thre
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from infercom import link
+from infercom.channel import image_snr_db, snr_spread_db
 
 from .config import PolicyConfig
 from .policy import Decision, decide, passes
 from .qoe.reliability import expected_psnr
 from .restorers.base import restore_for_gate
 
-__all__ = ["Judgement", "judge_soft", "restorer_meta", "image_snr_db", "build_metrics", "Gate"]
+__all__ = ["Judgement", "judge_soft", "observe", "image_snr_db", "build_metrics", "Gate"]
 
 
 @dataclass
@@ -44,24 +44,15 @@ class Judgement:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
-def image_snr_db(frame_snr_db: np.ndarray) -> float:
-    """The image's combined Es/N0 (dB) from its frames' (``-inf`` for a frame never received): the linear mean
-    over all frames, -99 dB when none arrived. The ``snr_db`` the restorer is told."""
-    f = np.asarray(frame_snr_db, dtype=np.float64)
-    finite = f[np.isfinite(f)]
-    return 10 * math.log10(np.sum(10 ** (finite / 10)) / f.size) if finite.size else -99.0
-
-
-def restorer_meta(lay: link.ImageLayout, snr_db: float, obs_var: np.ndarray, missing: np.ndarray | None = None,
-                  attempts: int = 1, attempt: int = 0, **extra) -> dict:
-    """The meta the server gives the restorer and the QoE metrics for an observation of layout ``lay``: block
-    size, image size, combined Es/N0 ``snr_db`` (dB), attempts combined, the attempt number, the posterior
-    variance ``obs_var`` (grey levels²) and the ``missing`` block mask (default: nothing missing)."""
-    if missing is None:
-        missing = np.zeros((lay.low_h, lay.low_w), dtype=bool)
-    return {"bh": lay.bh, "bw": lay.bw, "height": lay.height, "width": lay.width, "channels": lay.channels,
-            "snr_db": float(snr_db), "attempts": int(attempts), "missing": missing, "obs_var": obs_var,
-            "attempt": int(attempt), **extra}
+def observe(llr: np.ndarray, lay: link.ImageLayout, lcfg: link.LinkConfig, frame_snr_db: np.ndarray,
+            attempts: int = 1, attempt: int = 0, **extra) -> tuple[np.ndarray, dict]:
+    """The MMSE observation and the meta the server gives the restorer and the QoE metrics
+    (:func:`infercom.link.observe`) from combined LLRs and the frames' combined Es/N0 ``frame_snr_db`` (dB):
+    ``snr_db`` = :func:`infercom.channel.image_snr_db`, ``frame_snr_spread_db`` =
+    :func:`infercom.channel.snr_spread_db`, plus the attempt number and ``extra`` keys."""
+    frames = np.asarray(frame_snr_db, dtype=np.float64)
+    obs, meta = link.observe(llr, lay, lcfg, image_snr_db(frames), attempts, snr_spread_db(frames))
+    return obs, {**meta, "attempt": int(attempt), **extra}
 
 
 def judge_soft(y: np.ndarray, noise_var, frame_snr_db: np.ndarray, lcfg: link.LinkConfig, lay: link.ImageLayout,
@@ -77,12 +68,9 @@ def judge_soft(y: np.ndarray, noise_var, frame_snr_db: np.ndarray, lcfg: link.Li
     t0 = time.perf_counter()
     llr = link.soft_to_llr(y, noise_var, lay, lcfg)
     t1 = time.perf_counter()
-    obs = link.llr_to_lowres(llr, lay, lcfg, "mmse")
-    obs_var = link.llr_to_lowres_var(llr, lay, lcfg)
-    missing = np.all(llr == 0, axis=0).reshape(lay.low_h, lay.low_w, lay.channels).all(axis=2)
+    obs, meta = observe(llr, lay, lcfg, frame_snr_db, attempts_combined, attempt, **(meta_extra or {}))
+    obs_var, missing, snr_db = meta["obs_var"], meta["missing"], meta["snr_db"]
     t2 = time.perf_counter()
-    snr_db = image_snr_db(frame_snr_db)
-    meta = restorer_meta(lay, snr_db, obs_var, missing, attempts_combined, attempt, **(meta_extra or {}))
     evidence = expected_psnr(obs_var, missing)
     scores, skipped = {}, []
 

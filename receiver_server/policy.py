@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from infercom import channel
+
 from .config import PolicyConfig
 
 __all__ = ["Decision", "decide", "decide_crc", "passes"]
@@ -106,7 +108,7 @@ def decide(scores: dict[str, float], thresholds: dict[str, float], higher_is_bet
         med = float(np.median(finite))
         worst = np.union1d(missing, np.flatnonzero(np.isfinite(snr) & (snr < med - cfg.worst_margin_db)))
     few = 0 < worst.size <= cfg.selective_max_fraction * n
-    image_snr_db = _combined_image_snr_db(finite, n)
+    image_snr_db = channel.image_snr_db(snr)
     mode = cfg.mode
     if mode == "auto":
         if few:
@@ -140,11 +142,3 @@ def decide_crc(crc_ok: bool, detail: str, attempt: int, cfg: PolicyConfig) -> De
     if attempt + 1 >= cfg.max_attempts:
         return Decision("FAIL", f"attempt limit {cfg.max_attempts} reached; CRC failed: {detail}")
     return Decision("NACK", f"CRC failed: {detail}; resend for HARQ combining", "chase")
-
-
-def _combined_image_snr_db(finite_snr_db: np.ndarray, n_frames: int) -> float:
-    """Mean linear Es/N0 over all frames (missing ones count 0), in dB."""
-    if n_frames == 0 or finite_snr_db.size == 0:
-        return -math.inf
-    lin = np.sum(10.0 ** (finite_snr_db / 10.0)) / n_frames
-    return 10.0 * math.log10(lin) if lin > 0 else -math.inf

@@ -137,3 +137,35 @@ def test_bad_input_rejected(kwargs):
         degrade.degrade(img, link.LinkConfig(bh=2, bw=2), snr, np.random.default_rng(0), **args)
     with pytest.raises(ValueError):
         degrade.degrade(np.zeros((12, 12), np.float32), link.LinkConfig(), 0.0, np.random.default_rng(0))
+
+
+def test_receiver_meta_is_the_servers_and_carries_the_soft_bits():
+    """Degraded.meta() is link.observe of the combined LLRs: the plane LLRs on the image grid give back the MMSE
+    observation value by value, the power profile is the transmitter's, the combined Es/N0 is the frames'
+    linear mean (two attempts: +3 dB), and per-frame fading spreads the frames' SNR where AWGN does not."""
+    from infercom import channel, reconstruct
+
+    img = np.random.default_rng(5).integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    cfg = link.LinkConfig(bh=3, bw=3, profile="importance", design_snr_db=-4)
+    d = degrade.degrade(img, cfg, -2.0, np.random.default_rng(0), attempts=2, fading="block", fading_per="frame",
+                        frame_len=64, keep_llr=True)
+    m = d.meta()
+    pl = m["plane_llr"]
+    assert pl.shape == (10, 14, 3, 8)
+    v = reconstruct.llr_to_values(np.ascontiguousarray(pl.reshape(-1, 8).T), "mmse").reshape(10, 14, 3)
+    assert np.array_equal(v, d.observation)
+    assert np.array_equal(pl[4, 7, 1], d.llr[:, (4 * 14 + 7) * 3 + 1])
+    assert np.array_equal(m["plane_amplitudes"], cfg.plane_amplitudes())
+    assert (m["profile"], m["design_snr_db"], m["attempts"]) == ("importance", -4.0, 2)
+    # instantaneous: each attempt's gains have a symbol-weighted mean of 1; the image's Es/N0 weighs the frames
+    # equally (the last one is shorter), as the server does
+    assert m["snr_db"] == pytest.approx(-2.0 + 10 * np.log10(2), abs=0.15)
+    assert m["frame_snr_spread_db"] > 1.0
+    flat = degrade.degrade(img, cfg, -2.0, np.random.default_rng(0), frame_len=64).meta()
+    assert flat["frame_snr_spread_db"] == pytest.approx(0.0, abs=1e-9)
+    # the channel helpers: per-frame Es/N0 of equalised symbols and its spread
+    nv = np.array([1.0, 1.0, 0.1, 0.1, np.inf, np.inf])
+    f = channel.frame_snr_db(nv, 2)
+    assert np.allclose(f[:2], [0.0, 10.0]) and f[2] == -np.inf
+    assert channel.snr_spread_db(f) == pytest.approx(5.0)
+    assert channel.image_snr_db(f) == pytest.approx(10 * np.log10(11 / 3))

@@ -10,7 +10,7 @@ At rate 1/9 (3x3 blocks, N low-res values per image) and equal channel uses, thr
   the link's own :func:`infercom.link.soft_to_llr`;
 * ``conv-1/2-K7``: the top 4 planes (bits 7..4, plane-major, MSB first) through the project's K=7 rate-1/2
   convolutional code (:func:`infercom.fec.encode`, zero tail), Gray QPSK at unit power, soft Viterbi
-  (:func:`infercom.fec.viterbi`); decoded values = top 4 bits + 8 (the mid-point of the unsent low planes),
+  (:func:`infercom.fec.viterbi`); decoded values = top 4 bits + 7.5 (the MMSE mid-point of the unsent low planes),
   ``coded bits / 2 = 4 N + 6`` channel uses.
 
 Channel: block Rayleigh fading with one coefficient *per frame* (whatever ``--fading-per`` says: structure
@@ -44,11 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-from infercom import channel, fec, interleave, link, metrics, planes, qpsk, reconstruct, source
+from infercom import channel, fec, interleave, link, metrics, planes, qpsk, source
 
 from . import report
 from .runner import point_rng
-from .systems import Context, resource, score_output
+from .systems import Context, observe_rx, resource, score_output
+
+#: |LLR| given to the Viterbi decoder's hard bits (certain: P(error) = e^-30)
+HARD_LLR = 30.0
 
 SNRS = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0]
 QUICK_SNRS = [-6.0, 0.0]
@@ -130,14 +133,13 @@ def error_stats(true_bits: np.ndarray, got_bits: np.ndarray, shape: tuple[int, i
 
 
 # ----------------------------------------------------------------------------------------------- restoring
-def restore_and_score(img: np.ndarray, obs: np.ndarray, obs_var: np.ndarray, lay: link.ImageLayout,
-                      snr_db: float, ctx: Context) -> dict:
-    """Restore the low-res observation ``obs`` (float (h, w, C), posterior variance ``obs_var``) with
-    ``ctx.restorers[-1]`` as the server does; the restored image's scores and ``psnr_bicubic`` (dB)."""
-    from receiver_server.gate import restorer_meta
+def restore_and_score(img: np.ndarray, obs: np.ndarray, meta: dict, lay: link.ImageLayout, ctx: Context) -> dict:
+    """Restore the low-res observation ``obs`` (float (h, w, C), restorer ``meta`` of
+    :func:`.systems.observe_rx`) with ``ctx.restorers[-1]`` as the server does; the restored image's scores and
+    ``psnr_bicubic`` (dB)."""
     from receiver_server.restorers.base import restore_for_gate
 
-    out = restore_for_gate(resource("restorer", ctx.restorers[-1], ctx), obs, restorer_meta(lay, snr_db, obs_var))
+    out = restore_for_gate(resource("restorer", ctx.restorers[-1], ctx), obs, meta)
     bicubic = link.upsample(obs, lay, "bicubic")
     return {**score_output(img, out, ctx), "psnr_bicubic": float(min(metrics.psnr(img, bicubic), 100.0))}
 
@@ -157,7 +159,7 @@ def uncoded(img: np.ndarray, chan: channel.SymbolChannel, rng: np.random.Generat
         y = interleave.interleave(rx.y, perm)                      # back in the order the link demaps
         nv = rx.noise_var if np.ndim(rx.noise_var) == 0 else interleave.interleave(np.asarray(rx.noise_var), perm)
     llr = link.soft_to_llr(y, nv, lay, cfg)
-    return {"llr": llr, "lay": lay, "cfg": cfg, "channel_uses": int(x.size), "snr_db": float(rx.snr_db)}
+    return {"llr": llr, "lay": lay, "cfg": cfg, "channel_uses": int(x.size), "rx": rx}
 
 
 def conv(values: np.ndarray, chan: channel.SymbolChannel, rng: np.random.Generator) -> dict:
@@ -171,7 +173,7 @@ def conv(values: np.ndarray, chan: channel.SymbolChannel, rng: np.random.Generat
     llr = np.empty(coded.size, np.float32)
     llr[0::2], llr[1::2] = l_i, l_q
     bits = fec.viterbi(llr, info.size).reshape(TOP, values.size)
-    return {"bits": bits, "channel_uses": int(x.size), "snr_db": float(rx.snr_db)}
+    return {"bits": bits, "channel_uses": int(x.size), "rx": rx}
 
 
 def evaluate(p: dict, ctx: Context) -> dict:
@@ -188,19 +190,18 @@ def evaluate(p: dict, ctx: Context) -> dict:
     if p["variant"] == "conv-1/2-K7":
         res = conv(values, chan, rng)
         got = res["bits"]
-        obs = (planes.planes_to_values(got).astype(np.float32)
-               + np.float32(reconstruct.unsent_offset(TOP, "hard"))).reshape(shape)
-        obs_var = np.full(shape, reconstruct.unsent_var(TOP), np.float32)   # Viterbi gives no reliabilities
+        # Viterbi gives no reliabilities: the decoded planes are certain, the others unknown (LLR 0)
+        llr = np.zeros((cfg.planes, values.size), np.float32)
+        llr[:TOP] = np.where(got.astype(bool), -HARD_LLR, HARD_LLR)
     else:
         res = uncoded(img, chan, rng, interleaved=p["variant"] == "uncoded+interleaver")
         llr = res["llr"]
         got = qpsk.hard_bits(llr[:TOP])
-        obs = link.llr_to_lowres(llr, lay, cfg, "mmse")
-        obs_var = link.llr_to_lowres_var(llr, lay, cfg)
+    obs, meta = observe_rx(llr, lay, cfg, res["rx"], chan.block_len)
     row = {"image": name, "variant": p["variant"], "snr_db": p["snr_db"], "frame_len": chan.block_len,
            "channel_uses": res["channel_uses"],
            "channel_uses_link": int(lay.n_symbols), **error_stats(true_bits, got, shape)}
-    row.update(restore_and_score(img, obs, obs_var, lay, res["snr_db"], ctx))
+    row.update(restore_and_score(img, obs, meta, lay, ctx))
     return row
 
 

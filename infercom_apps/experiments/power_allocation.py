@@ -28,7 +28,7 @@ from infercom.simulate import lowres_metrics
 from . import report
 from .error_distribution import restore_and_score
 from .runner import point_rng
-from .systems import Context
+from .systems import Context, observe_rx
 
 SNRS = [-10.0, -8.0, -6.0, -4.0, -2.0, 0.0, 2.0]
 QUICK_SNRS = [-8.0, -2.0]
@@ -70,14 +70,14 @@ def evaluate(p: dict, ctx: Context) -> dict:
     x, lay = link.encode_image(img, cfg)
     rx = ctx.channel(p["snr_db"])(x, rng)
     llr = link.soft_to_llr(rx.y, rx.noise_var, lay, cfg)
-    obs = link.llr_to_lowres(llr, lay, cfg, "mmse")
+    obs, meta = observe_rx(llr, lay, cfg, rx, ctx.channel(p["snr_db"]).block_len)
     stats, _ = lowres_metrics(img, llr, obs, link.llr_to_lowres(llr, lay, cfg, "hard"), cfg)
     theory = float(power.plane_ber(cfg.plane_powers(), p["snr_db"])[0]) if awgn_equivalent(ctx) else None
     row = {"image": name, "profile": p["profile"], "snr_db": p["snr_db"],
            **dict(zip(BER_COLS, stats["ber_per_plane"])), "ber_plane7_theory": theory,
            "lowres_mse": stats["lowres_mse_mmse"], "lowres_mse_hard": stats["lowres_mse_hard"],
            "n_values": stats["n_values"], "channel_uses": int(x.size)}
-    row.update(restore_and_score(img, obs, link.llr_to_lowres_var(llr, lay, cfg), lay, rx.snr_db, ctx))
+    row.update(restore_and_score(img, obs, meta, lay, ctx))
     return row
 
 

@@ -237,11 +237,19 @@ def infercom_attempts(img: np.ndarray, rate: str, chan: channel.SymbolChannel, r
             "channel_uses": int(x.size) * used, "_image": j.restored}
 
 
+def observe_rx(llr: np.ndarray, lay: link.ImageLayout, cfg: link.LinkConfig, rx: channel.Received,
+               frame_len: int) -> tuple[np.ndarray, dict]:
+    """One attempt's MMSE observation and restorer meta (:func:`infercom.link.observe`) as the server builds
+    them: ``snr_db`` the realised Es/N0 of ``rx`` (dB), the SNR spread over its ``frame_len``-symbol frames."""
+    spread = channel.snr_spread_db(channel.frame_snr_db(rx.noise_var, frame_len))
+    return link.observe(llr, lay, cfg, float(rx.snr_db), 1, spread)
+
+
 def infercom_once(img: np.ndarray, rate: str, chan: channel.SymbolChannel, rng: np.random.Generator,
                   restorers: tuple[str, ...], ctx: Context, profile: str = "importance") -> dict:
     """One attempt over the InferCom link; the same observation restored by each of ``restorers``. Returns
     ``{"ber_per_plane", "ber", "channel_uses", "snr_db" (combined, dB), "images": {restorer: uint8}}``."""
-    from receiver_server.gate import restorer_meta
+    from infercom.simulate import lowres_metrics
     from receiver_server.restorers.base import restore_for_gate
 
     bh, bw = RATE_BLOCKS[rate]
@@ -249,12 +257,8 @@ def infercom_once(img: np.ndarray, rate: str, chan: channel.SymbolChannel, rng: 
     x, lay = link.encode_image(img, cfg)
     rx = chan(x, rng)
     llr = link.soft_to_llr(rx.y, rx.noise_var, lay, cfg)
-    obs = link.llr_to_lowres(llr, lay, cfg, "mmse")
-    obs_var = link.llr_to_lowres_var(llr, lay, cfg)
-    from infercom.simulate import lowres_metrics
-
+    obs, meta = observe_rx(llr, lay, cfg, rx, chan.block_len)
     stats, _ = lowres_metrics(img, llr, obs, link.llr_to_lowres(llr, lay, cfg, "hard"), cfg)
-    meta = restorer_meta(lay, rx.snr_db, obs_var)
     images = {r: restore_for_gate(resource("restorer", r, ctx), obs, meta) for r in restorers}
     return {"ber_per_plane": stats["ber_per_plane"], "ber": stats["ber"], "channel_uses": int(x.size),
             "images": images}
