@@ -95,6 +95,66 @@ def best_threshold(values: np.ndarray, good: np.ndarray, higher_is_better: bool)
             "tnr": float(tnr[k])}
 
 
+def early_nack_roc(values: np.ndarray, good: np.ndarray, threshold: float, higher_is_better: bool = True,
+                   confidence: float = 0.95) -> dict:
+    """The metric as a predictor of an acceptable restoration, scored *before* restoring (the early NACK).
+
+    ROC over every cut (``fpr`` = unacceptable samples passed, ``tpr`` = acceptable samples passed), its area
+    ``auc`` (the probability that an acceptable sample scores above an unacceptable one, ties half), and at
+    ``threshold`` (the shipped cut): ``wrong_early_nack`` = the fraction of acceptable samples the cut NACKs
+    without restoring (``1 - tpr``) with its one-sided Clopper-Pearson upper bound at ``confidence``
+    (``upper``), and ``caught`` = the fraction of unacceptable samples it NACKs early (``1 - fpr``).
+    """
+    from scipy.stats import beta
+
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(good, dtype=bool)
+    ok = np.isfinite(v)
+    v, g = (v[ok], g[ok]) if higher_is_better else (-v[ok], g[ok])
+    t = threshold if higher_is_better else -threshold
+    cuts = np.concatenate([[np.inf], np.unique(v)[::-1], [-np.inf]])
+    tpr = np.array([np.mean(v[g] >= c) for c in cuts])
+    fpr = np.array([np.mean(v[~g] >= c) for c in cuts])
+    auc = float(np.trapz(tpr, fpr))
+    n_good = int(g.sum())
+    k = int(np.sum(v[g] < t))                                  # acceptable, NACKed early
+    upper = float(beta.ppf(confidence, k + 1, n_good - k)) if k < n_good else 1.0
+    keep = np.unique(np.linspace(0, cuts.size - 1, min(cuts.size, 60)).round().astype(int))
+    return {"auc": round(auc, 4), "threshold": threshold,
+            "wrong_early_nack": {"rate": round(k / n_good, 4), "k": k, "n_acceptable": n_good,
+                                 "upper": round(upper, 4), "confidence": confidence},
+            "caught": round(float(np.mean(v[~g] < t)), 4), "n_unacceptable": int((~g).sum()),
+            "fpr": [round(float(x), 4) for x in fpr[keep]], "tpr": [round(float(x), 4) for x in tpr[keep]]}
+
+
+def _roc_summary(r: dict) -> dict:
+    return {k: r[k] for k in ("auc", "threshold", "wrong_early_nack", "caught")}
+
+
+def plot_roc(rocs: dict, path: Path, title: str) -> None:
+    """ROC curves ``{label: early_nack_roc(...)}`` with each shipped cut marked, to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    for lab, r in rocs.items():
+        line, = ax.plot(r["fpr"], r["tpr"], label=f"{lab} (AUC {r['auc']:.3f})")
+        w = r["wrong_early_nack"]
+        ax.plot([1 - r["caught"]], [1 - w["rate"]], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("unacceptable restorations passed (FPR)")
+    ax.set_ylabel("acceptable restorations passed (TPR)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def best_joint_thresholds(niqe: np.ndarray, cons: np.ndarray, good: np.ndarray, n_grid: int = 300,
                           cons_floor: float = 0.9) -> dict:
     """The pair (NIQE <= a, consistency >= b) maximising the balanced accuracy of "pass iff both pass".
@@ -165,25 +225,18 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     for i, path in enumerate(paths):
         img = load_image(path)
         x, lay = link.encode_image(img, cfg)
-        meta = dict(bh=bh, bw=bw, height=lay.height, width=lay.width, channels=lay.channels)
         # the error-free link: a noiseless channel with the same transmitter (planes the importance profile
         # gives zero power stay unknown, exactly as over the air)
         # a finite Es/N0 (60 dB, the noise variance used): restorers conditioned on snr_db need a number
-        clean_llr = link.soft_to_llr(x, np.float32(NOISELESS_VAR), lay, cfg)
-        clean = restore_for_gate(restorer, link.llr_to_lowres(clean_llr, lay, cfg),
-                                 dict(meta, snr_db=NOISELESS_SNR_DB, attempts=1,
-                                      missing=np.zeros((lay.low_h, lay.low_w), bool),
-                                      obs_var=link.llr_to_lowres_var(clean_llr, lay, cfg)))
+        clean = restore_for_gate(restorer, *link.observe(link.soft_to_llr(x, np.float32(NOISELESS_VAR), lay, cfg),
+                                                         lay, cfg, NOISELESS_SNR_DB))
         psnr_clean = metrics.psnr(clean, img)
         for snr in snrs:
             noiseless = snr == np.inf                       # a sample of the noiseless channel itself
             nv = np.float32(NOISELESS_VAR if noiseless else 10.0 ** (-snr / 10.0))
             y = x.copy() if noiseless else channel.awgn(x, snr, rng)
-            llr = link.soft_to_llr(y, nv, lay, cfg)
-            obs = link.llr_to_lowres(llr, lay, cfg)
-            m = dict(meta, snr_db=NOISELESS_SNR_DB if noiseless else snr, attempts=1,
-                     missing=np.zeros((lay.low_h, lay.low_w), bool),
-                     obs_var=link.llr_to_lowres_var(llr, lay, cfg))      # as the server's meta
+            snr_told = NOISELESS_SNR_DB if noiseless else snr
+            obs, m = link.observe(link.soft_to_llr(y, nv, lay, cfg), lay, cfg, snr_told)   # as the server's meta
             out = restore_for_gate(restorer, obs, m)
             rec = {"image": path.name, "snr_db": snr, "psnr_clean": psnr_clean, "psnr": metrics.psnr(out, img)}
             # what Chase retransmissions (MRC with independent attempts: +3 dB, +6 dB) would give
@@ -191,9 +244,9 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
                         for _ in range(3)]                                       # per seed
             for n_att, key in ((2, "psnr_chase2"), (4, "psnr_chase4")) if chase_attempts else ():
                 yc, nvc = chase.combine(ys[:n_att], [nv] * n_att)
-                llrc = link.soft_to_llr(yc, nvc, lay, cfg)
-                outc = restore_for_gate(restorer, link.llr_to_lowres(llrc, lay, cfg),
-                                        dict(m, attempts=n_att, obs_var=link.llr_to_lowres_var(llrc, lay, cfg)))
+                told = snr_told + 10 * np.log10(n_att)                          # the combined Es/N0
+                outc = restore_for_gate(restorer, *link.observe(link.soft_to_llr(yc, nvc, lay, cfg), lay, cfg,
+                                                                told, n_att))
                 rec[key] = metrics.psnr(outc, img)
             for name, q in qoe.items():
                 rec[name] = q.score(out, obs, m)
@@ -294,11 +347,14 @@ def calibrate_single(records: list, metrics: tuple[str, ...], label: str = "drop
 
     good = labels(records, label, max_db, max_drop_db)
     out = {"thresholds": {}, "separation": {}, "single_metric_cuts": {}}
+    out["roc"] = {}
     for name in metrics:
-        res = best_threshold(np.array([r[name] for r in records]), good, DIRECTION[name])
+        vals = np.array([r[name] for r in records])
+        res = best_threshold(vals, good, DIRECTION[name])
         out["thresholds"][name] = round(res["threshold"], 4)
         out["single_metric_cuts"][name] = out["separation"][name] = {k: round(v, 4) for k, v in res.items()
                                                                      if k != "threshold"}
+        out["roc"][name] = early_nack_roc(vals, good, out["thresholds"][name], DIRECTION[name])
     keys = ("psnr", "psnr_clean") + tuple(k for k in ("psnr_chase2", "psnr_chase4") if k in records[0]) \
         + tuple(metrics)
     out["per_snr_median"] = {
@@ -337,7 +393,7 @@ def add_metric_entry(old_entry: dict | None, args, restorer: str, paths: list, s
            "machine": platform.platform(), "restorer_checkpoint": fingerprint}
     cal = dict(e.get("calibrations") or {})
     for m, t in result["thresholds"].items():
-        cal[m] = dict(rec, threshold=t, separation=result["separation"][m])
+        cal[m] = dict(rec, threshold=t, separation=result["separation"][m], roc=result["roc"][m])
     e["calibrations"] = cal
     return e
 
@@ -372,6 +428,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration file to update (default: the shipped receiver_server/qoe/thresholds.json)")
     p.add_argument("--records", type=Path, default=None,
                    help="also write the per-sample records (JSON) to this file (default: none)")
+    p.add_argument("--roc", type=Path, default=None,
+                   help="with --metrics reliability: write the metric's ROC as an early-NACK predictor (every "
+                        "restorer, the shipped cut marked) to this PNG (default: none)")
     p.add_argument("--from-records", type=Path, default=None,
                    help="recompute the thresholds of the restorers in a --records file (no restoration run); "
                         "their entries in --out keep their run metadata and get 'recomputed' added (default: none, "
@@ -400,13 +459,14 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def checkpoint_fingerprint(restorer: str) -> dict | None:
-    """Path and sha256 of the project model's default checkpoint for ``infercom-restorer*`` (None otherwise)."""
+    """Path and sha256 of the checkpoint ``infercom-restorer*`` loads by default (v1 for the ``-v1`` names;
+    None for other restorers)."""
     if not restorer.startswith("infercom-restorer"):
         return None
     import hashlib
 
-    from receiver_server.restorers.infercom_restorer.model import DEFAULT_CHECKPOINT
-    p = Path(DEFAULT_CHECKPOINT)
+    from receiver_server.restorers.infercom_restorer.model import CHECKPOINTS
+    p = Path(CHECKPOINTS["v1" if restorer.startswith("infercom-restorer-v1") else "v2"])
     if not p.is_file():
         return {"path": str(p), "sha256": None}
     root = Path(__file__).resolve().parents[2]
@@ -482,6 +542,7 @@ def recompute(args, cmd: str) -> int:
     entries = {}
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     if tuple(sorted(metrics)) != tuple(sorted(METRICS)):          # metrics calibrated on their own
+        rocs: dict = {}
         for name, records in saved.items():
             e = dict((old.get("restorers") or {}).get(name) or {})
             if not all(m in (e.get("calibrations") or {}) for m in metrics):
@@ -491,6 +552,7 @@ def recompute(args, cmd: str) -> int:
             cal = dict(e["calibrations"])
             for m in metrics:
                 cal[m] = dict(cal[m], threshold=result["thresholds"][m], separation=result["separation"][m],
+                              roc=result["roc"][m],
                               label=args.label, max_db=args.max_db, label_rule=label_rule(args),
                               counts=result["counts"], per_snr_median=result["per_snr_median"],
                               recomputed={"command": cmd,
@@ -499,9 +561,13 @@ def recompute(args, cmd: str) -> int:
                     "; threshold = the metric's own cut with the best balanced accuracy"
             e["calibrations"] = cal
             entries[name] = e
+            rocs.update({f"{name}: {m}": result["roc"][m] for m in metrics})
             print(json.dumps({"restorer": name, "thresholds": result["thresholds"],
-                              "separation": result["separation"], "counts": result["counts"]}), flush=True)
+                              "separation": result["separation"], "counts": result["counts"],
+                              "early_nack": {m: _roc_summary(result["roc"][m]) for m in metrics}}), flush=True)
         args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
+        if args.roc:
+            plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.name}, label {args.label}")
         return 0
     for name, records in saved.items():
         if name not in (old.get("restorers") or {}):
@@ -586,7 +652,7 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
         raise SystemExit(f"calibrate-qoe: --metrics is niqe,consistency (jointly) or metrics calibrated on their "
                          f"own ({', '.join(sorted(set(DIRECTION) & set(REGISTRY) - set(METRICS)))}); got {bad}")
     old = load_calibration(args.out) if args.out.is_file() else {}
-    entries, all_records = {}, {}
+    entries, all_records, rocs = {}, {}, {}
     for name in restorers:
         t0 = time.time()
         records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=name, restorer_config=rcfg,
@@ -595,9 +661,13 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
         entries[name] = add_metric_entry((old.get("restorers") or {}).get(name), args, name, paths, snrs, result,
                                          cmd, time.time() - t0)
         all_records[name] = records
+        rocs.update({f"{name}: {m}": result["roc"][m] for m in metrics})
         print(json.dumps({"restorer": name, "thresholds": result["thresholds"], "separation": result["separation"],
-                          "counts": result["counts"]}, indent=2), flush=True)
+                          "counts": result["counts"],
+                          "early_nack": {m: _roc_summary(result["roc"][m]) for m in metrics}}, indent=2), flush=True)
     args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
+    if args.roc:
+        plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.name}, label {args.label}")
     if args.records:
         args.records.write_text(json.dumps(all_records, indent=1) + "\n")
     return 0
