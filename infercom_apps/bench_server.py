@@ -14,6 +14,9 @@ payload symbols per frame), CPU only, one inference worker:
   ``diffusers`` need external weights and are listed as skipped);
 * images/s with 1 and with 8 concurrent transmitters (bicubic; each transmitter sends one image at a time and
   waits for its ACK);
+* batched multi-user inference: images/s of 8 transmitters with the default restorer and 8 inference workers,
+  unbatched (``batch_max`` 1) and batched (``batch_max`` 8, ``batch_wait_ms`` 50), and their ratio
+  (``batching``; the restorations are bit-identical either way, tests/test_batching.py);
 * the LLR -> pixels throughput in Msym/s next to GNU Radio's ``constellation_soft_decoder_cf`` (QPSK soft bits
   only) measured in the same run.
 
@@ -41,6 +44,8 @@ from receiver_server.server import InferenceServer
 from receiver_server.simlink import ChannelSpec, SimTransmitter, status_request
 
 STAGES = ("assembly", "llr", "pixels", "restore", "qoe", "total")
+#: transmitters (and inference workers) of the batching measurement
+N_TX_BATCH = 8
 
 
 def _images(n: int) -> tuple[list[np.ndarray], str]:
@@ -53,18 +58,25 @@ def _images(n: int) -> tuple[list[np.ndarray], str]:
     return [rng.integers(0, 256, (512, 768, 3), dtype=np.uint8) for _ in range(n)], "synthetic 768x512 noise"
 
 
-def _serve(restorer_name: str, images: list[np.ndarray], n_tx: int, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Run ``n_tx`` transmitters, each sending ``images`` once, through a fresh server; timings + status."""
+def serve(restorer_name: str, images: list[np.ndarray], n_tx: int, timeout_s: float = 120.0, *,
+          workers: int = 1, batch_max: int = 1, batch_wait_ms: float = 10.0, snr_db: float = 10.0,
+          max_attempts: int = 1, design_snr_db: int = 10, records_file: str | None = None) -> dict[str, Any]:
+    """Run ``n_tx`` transmitters, each sending ``images`` once (up to ``max_attempts`` attempts over AWGN at
+    ``snr_db``), through a fresh server with ``workers`` inference threads and batches of up to ``batch_max``
+    attempts; timings, status and each transmitter's ARQ records (``"arq"``)."""
     cfg = ServerConfig(bind="tcp://127.0.0.1:0", feedback_bind="tcp://127.0.0.1:0", restorer=restorer_name,
-                       log_file=os.devnull, assembly_timeout_s=2.0, max_images=64)
+                       log_file=os.devnull, assembly_timeout_s=2.0, max_images=64, workers=workers,
+                       batch_max=batch_max, batch_wait_ms=batch_wait_ms, records_file=records_file,
+                       policy={"max_attempts": max_attempts})
     srv = InferenceServer(cfg)
     results: dict[int, list] = {}
     with srv:
         def one(t: int) -> None:
             tx = SimTransmitter(t, [(i, im, {}) for i, im in enumerate(images)], srv.bound["soft_frames"],
-                                srv.bound["feedback"], LinkConfig(design_snr_db=10),
-                                ArqConfig(max_attempts=1, timeout_s=timeout_s), ChannelSpec(snr_db=10.0), seed=t)
-            results[t] = tx.run(timeout_s * (len(images) + 1))
+                                srv.bound["feedback"], LinkConfig(design_snr_db=design_snr_db),
+                                ArqConfig(max_attempts=max_attempts, timeout_s=timeout_s),
+                                ChannelSpec(snr_db=snr_db), seed=t)
+            results[t] = tx.run(timeout_s * max_attempts * (len(images) + 1))
 
         t0 = time.perf_counter()
         ths = [threading.Thread(target=one, args=(t,)) for t in range(n_tx)]
@@ -77,7 +89,8 @@ def _serve(restorer_name: str, images: list[np.ndarray], n_tx: int, timeout_s: f
     done = sum(len(r) for r in results.values())
     return {"images": done, "wall_s": wall, "images_per_s": done / wall,
             "latency_ms": {s: st["latency_ms"][s] for s in STAGES}, "decisions": st["decisions"],
-            "rejected_total": st["rejected_total"], "restorer": st["restorer"], "qoe": st["qoe"]}
+            "rejected_total": st["rejected_total"], "restorer": st["restorer"], "qoe": st["qoe"],
+            "batching": st["batching"], "arq": results}
 
 
 def _llr_pixels_msym(img: np.ndarray, repeats: int) -> float:
@@ -108,7 +121,8 @@ def run_bench(out_dir: Path) -> dict:
     res: dict[str, Any] = {"machine": machine() | {"gnuradio": gnuradio_version()}, "images": source,
                            "image_shape": list(imgs[0].shape),
                            "link": "rate 1/9, 8 planes, importance profile, 10 dB AWGN, 2**15 symbols/frame",
-                           "restorers": {}, "throughput": {}, "skipped": {}}
+                           "restorers": {}, "throughput": {}, "batching": {"restorer_device": "cpu"},
+                           "skipped": {}}
     from receiver_server.restorers import available, get_restorer
     for name in available():
         if name in ("supir", "diffusers"):
@@ -121,12 +135,20 @@ def run_bench(out_dir: Path) -> dict:
             continue
         n = n_img if name == "bicubic" else (1 if quick else 2)
         print(f"[server bench] restorer {name}: {n} image(s), 1 transmitter", flush=True)
-        res["restorers"][name] = _serve(name, imgs[:n], 1)
+        res["restorers"][name] = serve(name, imgs[:n], 1)
     for n_tx in (1, 8):
         per = max(1, n_img // n_tx) if n_tx > 1 else n_img
         print(f"[server bench] throughput: {n_tx} transmitter(s) x {per} image(s), bicubic", flush=True)
-        r = _serve("bicubic", imgs[:per], n_tx)
+        r = serve("bicubic", imgs[:per], n_tx)
         res["throughput"][f"{n_tx}_tx"] = {k: r[k] for k in ("images", "wall_s", "images_per_s")}
+    from receiver_server.restorers import DEFAULT_RESTORER
+    per = 1 if quick else 2
+    for label, batch in (("unbatched", 1), ("batched", N_TX_BATCH)):
+        print(f"[server bench] {N_TX_BATCH} transmitters x {per} image(s), {DEFAULT_RESTORER}, {label}", flush=True)
+        r = serve(DEFAULT_RESTORER, imgs[:per], N_TX_BATCH, workers=N_TX_BATCH, batch_max=batch, batch_wait_ms=50)
+        res["batching"][label] = {k: r[k] for k in ("images", "wall_s", "images_per_s", "batching")} \
+            | {"restore_ms": r["latency_ms"]["restore"], "total_ms": r["latency_ms"]["total"]}
+    res["batching"]["speedup"] = res["batching"]["batched"]["images_per_s"] / res["batching"]["unbatched"]["images_per_s"]
     msym = _llr_pixels_msym(imgs[0], 3 if quick else 5)
     res["llr_to_pixels_msym_per_s"] = msym
     try:
@@ -159,6 +181,13 @@ def _print(res: dict) -> None:
         print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells))
     for k, r in res["throughput"].items():
         print(f"throughput {k}: {r['images']} images in {r['wall_s']:.2f} s = {r['images_per_s']:.2f} images/s")
+    b = res["batching"]
+    for k in ("unbatched", "batched"):
+        r = b[k]
+        print(f"{N_TX_BATCH} transmitters, default restorer, {k}: {r['images']} images in {r['wall_s']:.1f} s = "
+              f"{r['images_per_s']:.3f} images/s (restore p50 {r['restore_ms']['p50']} ms; "
+              f"{r['batching']['batches']} batches of {r['batching']['attempts']} attempts)")
+    print(f"batched / unbatched images/s: {b['speedup']:.2f}")
     line = f"LLR->pixels {res['llr_to_pixels_msym_per_s']:.1f} Msym/s"
     if "gnuradio_constellation_soft_decoder_cf_msym_per_s" in res:
         line += (f"; GNU Radio constellation_soft_decoder_cf {res['gnuradio_constellation_soft_decoder_cf_msym_per_s']:.1f}"

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-attempts", type=int, default=8,
                    help="attempts per image before an explicit FAIL (default 8)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="transmitter feedback timeout (s)")
+    p.add_argument("--deadline-s", type=float, default=270.0,
+                   help="wall-time limit of the transmission; images not decided by then end FAIL (default 270 s)")
     from receiver_server.restorers import DEFAULT_RESTORER, available
 
     p.add_argument("--restorer", default=None,
@@ -189,7 +191,7 @@ def _run_gnuradio(args, inputs: Path, port: int) -> tuple[list[dict], dict]:
     loopback.add_arguments(p)
     argv = ["--images", str(inputs), "--snr-db", str(args.snr_db), "--server", f"tcp://127.0.0.1:{port}",
             "--max-attempts", str(args.max_attempts), "--timeout-s", str(args.timeout_s), "--seed",
-            str(args.seed), "--rate", args.rate, "--wall-timeout", "270", "--system", args.system,
+            str(args.seed), "--rate", args.rate, "--wall-timeout", f"{args.deadline_s:g}", "--system", args.system,
             "--budget", args.budget, "--code-rate", args.code_rate, "--harq", args.harq]
     if args.fading == "block":
         argv += ["--fading", "block", "--fading-per", args.fading_per]
@@ -220,7 +222,7 @@ def _run_sim(args, images, port: int, bh: int, bw: int) -> tuple[list[dict], dic
                         seed=args.seed,
                         nr=nr_kwargs(args))
     t0 = time.perf_counter()
-    recs = tx.run(270)
+    recs = tx.run(args.deadline_s)
     return recs, {"wall_s": time.perf_counter() - t0, "frames_sent": tx.frames_sent}
 
 
@@ -233,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     try:
         PolicyConfig(max_attempts=args.max_attempts)
+        if not 1.0 <= args.deadline_s <= 86400.0:
+            raise ValueError(f"--deadline-s must be in [1, 86400] s, got {args.deadline_s:g}")
         bh, bw = parse_rate(args.rate)
         files = _find_images(args)
     except ValueError as exc:

@@ -53,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-early-nack", action="store_true",
                    help="restore every attempt, also those the observation-only metrics (reliability) already "
                         "fail (default: NACK those at once, before restoring; policy.early_nack)")
+    p.add_argument("--workers", type=int, default=None, help="inference threads (default 1)")
+    p.add_argument("--batch-max", type=int, default=None,
+                   help="restore up to this many attempts that are waiting at once in one batched forward pass "
+                        "(needs --workers >= it and a restorer with restore_batch; default 1: no batching)")
+    p.add_argument("--batch-wait-ms", type=float, default=None,
+                   help="longest an attempt waits for others to batch with (default 10)")
     p.add_argument("--assembly-timeout", type=float, default=None,
                    help="seconds after an attempt's last frame before it is processed incomplete "
                         f"(default {_default(ServerConfig, 'assembly_timeout_s')})")
@@ -105,7 +111,8 @@ def build_config(args: argparse.Namespace):
                       device=args.device, records_file=args.records, artifacts_dir=args.artifacts_dir,
                       log_file=args.log_file, log_level=args.log_level, allow_remote=allow_remote,
                       curve_secret_file=args.curve_secret, curve_allow_file=args.curve_allow,
-                      assembly_timeout_s=args.assembly_timeout)
+                      assembly_timeout_s=args.assembly_timeout, workers=args.workers,
+                      batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms)
     pol = {}
     if args.threshold:
         th = dict(cfg.policy.thresholds)

@@ -148,6 +148,8 @@ class ServerConfig:
     max_streams: int = 4096                  # replay-guard memory (RX streams, (stream_id, seq))
     max_frame_digests: int = 1 << 17         # replay-guard memory (digests of accepted frames, ids excluded)
     workers: int = 1                         # inference threads
+    batch_max: int = 1                       # attempts restored in one batched forward pass (1: no batching)
+    batch_wait_ms: float = 10.0              # longest an attempt waits for others to batch with
     artifacts_dir: str | None = None         # save observation/restored/soft-symbol sample per attempt (.npz)
     records_file: str | None = None          # append one JSON record per finished image
     log_file: str | None = None              # JSON-lines log (None: stderr)
@@ -174,7 +176,8 @@ class ServerConfig:
         bounds = {"assembly_timeout_s": (0.001, 600), "image_ttl_s": (0.01, 86400), "max_images": (1, 100000),
                   "max_buffer_bytes": (1 << 16, 1 << 40), "max_image_symbols": (1, 1 << 28),
                   "max_tx_pixels": (1, 1 << 30), "max_queue": (1, 100000), "max_streams": (1, 10 ** 6),
-                  "max_frame_digests": (1, 1 << 24), "workers": (1, 64), "reject_log_per_s": (0, 1e6)}
+                  "max_frame_digests": (1, 1 << 24), "workers": (1, 64), "reject_log_per_s": (0, 1e6),
+                  "batch_max": (1, 64), "batch_wait_ms": (0, 10000)}
         for k, (lo, hi) in bounds.items():
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:

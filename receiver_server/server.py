@@ -156,6 +156,19 @@ class InferenceServer:
             from .restorers import DEFAULT_RESTORER, get_restorer
             restorer = get_restorer(cfg.restorer or DEFAULT_RESTORER, cfg.device,
                                     dict(cfg.restorer_config) or None)
+        self._batching = None
+        if cfg.batch_max > 1:
+            if callable(getattr(restorer, "restore_batch", None)):
+                from .batching import BatchingRestorer
+                restorer = self._batching = BatchingRestorer(restorer, cfg.batch_max, cfg.batch_wait_ms)
+            else:
+                self.log.warning("batching_unavailable", extra={"fields": {
+                    "restorer": getattr(restorer, "name", None), "note": "the restorer has no restore_batch; "
+                    "attempts are restored one at a time"}})
+        if cfg.batch_max > cfg.workers:
+            self.log.warning("batch_larger_than_workers", extra={"fields": {
+                "batch_max": cfg.batch_max, "workers": cfg.workers,
+                "note": "a batch holds at most `workers` attempts (one per inference thread)"}})
         self.restorer = restorer
         if metrics is None:
             metrics = build_metrics(cfg.qoe or default_qoe_names(), cfg.device, cfg.qoe_config)
@@ -222,6 +235,8 @@ class InferenceServer:
         for t in self._threads:
             t.join(timeout_s)
         self._threads = []
+        if self._batching is not None:
+            self._batching.close(timeout_s)
 
     def serve_forever(self) -> None:
         self.start()
@@ -254,6 +269,10 @@ class InferenceServer:
         snap.update({"protocol_version": protocol.VERSION, "restorer": getattr(self.restorer, "name", "?"),
                      "qoe": sorted(self.metrics), "thresholds": self.thresholds, "bound": self.bound,
                      "max_attempts": self.cfg.policy.max_attempts})
+        b = self._batching
+        snap["batching"] = {"max_batch": self.cfg.batch_max, "max_wait_ms": self.cfg.batch_wait_ms,
+                            "batches": b.batches if b else 0, "attempts": b.batched_calls if b else 0,
+                            "active": b is not None}
         return snap
 
     # ------------------------------------------------------------------ I/O thread

@@ -87,13 +87,13 @@ def test_shipped_checkpoint_beats_bicubic_on_heldout_crops(kodak_dir, stage1, fu
 def test_guided_sampling_keeps_block_means(full):
     img = np.random.default_rng(3).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     obs, meta = _obs(img, 3, 3, snr=-2.0)
-    x, miss, cond, bh, bw, H, W = rmodel.prepare(obs, meta)
+    x, miss, cond, soft, bh, bw, H, W = rmodel.prepare(obs, meta)
     with torch.no_grad():
-        s1, _ = full.stage1(x, miss, cond, bh, bw)
+        s1, _ = full.stage1(x, miss, cond, bh, bw, soft)
         target = rmodel.block_mean(s1, bh, bw) + 0.05            # an offset target the prior knows nothing of
         tol = 2.0 / 127.5
         out = rmodel.flow_sample(full.stage2, s1, cond, bh, bw, steps=3, temperature=1.0,
-                                 resid_scale=full.info["resid_scale"], generator=torch.Generator().manual_seed(0),
+                                 resid_scale=full.info["resid_scale"], seed=0,
                                  target=target, tol=tol)
     err = (rmodel.block_mean(out, bh, bw) - target).abs().max().item()
     assert err <= tol + 1e-5
@@ -181,3 +181,42 @@ def test_init_fine_tunes_from_an_exported_checkpoint(tmp_path):
     args.init = str(base / "m.pt")
     with pytest.raises(ValueError, match="exclude"):
         rtrain.train(args)
+
+
+def test_v2_starts_from_v1_exactly_and_reads_the_soft_bits():
+    """The v2 networks widened from v1 (zero weights on the soft-bit inputs and the new conditions) compute what
+    v1 computes; the soft bits are 2 P(b=1) - 1; v1 stays loadable by name and ignores the v2 inputs, v2 reads
+    them (its output changes without the plane LLRs)."""
+    from receiver_server.restorers import get_restorer
+    from receiver_server.restorers.infercom_restorer import nets
+
+    assert np.allclose(nets.soft_bits(np.array([[-30.0, 30.0, 0.0]], np.float32)),
+                       [[1, -1, 0, 0, 0, 0, 0, 0]], atol=1e-6)
+    img = np.random.default_rng(8).integers(0, 256, (36, 48, 3), dtype=np.uint8)
+    d = degrade.degrade(img, link.LinkConfig(bh=3, bw=3), -3.0, np.random.default_rng(1), attempts=2,
+                        fading="block", fading_per="frame", frame_len=128)
+    obs, meta = d.observation, d.meta()
+    v1s1, v1s2, _ = rmodel.load_checkpoint(rmodel.CHECKPOINTS["v1"])
+    for m in (v1s1, v1s2):
+        m.to(memory_format=torch.contiguous_format)
+    s1 = nets.Stage1Net(**rtrain.DEFAULT_ARCH["stage1"]).eval()
+    s2 = nets.Stage2Net(**rtrain.DEFAULT_ARCH["stage2"]).eval()
+    nets.widen_from(s1, v1s1, nets.COND_DIM, nets.COND_DIM_V2)
+    nets.widen_from(s2, v1s2, nets.COND_DIM, nets.COND_DIM_V2)
+    o1, m1, c1, _, bh, bw, _, _ = rmodel.prepare(obs, meta, version=1)
+    o2, m2, c2, soft, *_ = rmodel.prepare(obs, meta, version=2)
+    assert c2.shape == (1, nets.COND_DIM_V2) and torch.equal(c2[:, :nets.COND_DIM], c1)
+    assert soft.shape == (1, 3 * nets.PLANES, 12, 16) and soft.abs().max() > 0.5
+    with torch.no_grad():
+        a, b = v1s1(o1, m1, c1, bh, bw)[0], s1(o2, m2, c2, bh, bw, soft)[0]
+        assert torch.allclose(a, b, atol=1e-5)
+        t = torch.tensor([0.4])
+        assert torch.allclose(v1s2(a, a, t, c1, bh, bw), s2(a, a, t, c2, bh, bw), atol=1e-4)
+    v1 = get_restorer("infercom-restorer-v1-stage1")
+    v2 = get_restorer("infercom-restorer-stage1")
+    assert (v1.version, v2.version) == (1, 2)
+    bare = {k: v for k, v in meta.items() if k not in ("plane_llr", "plane_amplitudes", "design_snr_db")}
+    assert np.array_equal(v1.restore(obs, meta), v1.restore(obs, bare))
+    assert not np.array_equal(v2.restore(obs, meta), v2.restore(obs, bare))
+    with pytest.raises(ValueError, match="plane_llr"):
+        v2.restore(obs, dict(meta, plane_llr=meta["plane_llr"][:-1]))

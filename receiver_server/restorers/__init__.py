@@ -9,6 +9,7 @@ torch; a restorer whose module (or its dependencies) cannot be imported gives a 
 | ``bicubic`` | the papers' conventional baseline (``infercom.link.upsample``) | numpy, Pillow |
 | ``infercom-restorer`` | the project's own SUPIR-style model (``.infercom_restorer``) | torch, checkpoint |
 | ``infercom-restorer-stage1`` | its fast regression stage alone (outlier removal + upsampling) | torch, checkpoint |
+| ``infercom-restorer-v1``, ``-v1-stage1`` | the first checkpoint (no soft bits, no power profile), for comparison | torch |
 | ``supir`` | adapter for the official SUPIR code and checkpoints (paths in the config) | SUPIR repo, GPU |
 | ``diffusers`` | any local diffusers img2img / upscale pipeline directory | diffusers, torch |
 
@@ -26,6 +27,8 @@ REGISTRY: dict[str, str] = {
     "bicubic": "receiver_server.restorers.bicubic:BicubicRestorer",
     "infercom-restorer": "receiver_server.restorers.infercom_restorer.model:InferComRestorer",
     "infercom-restorer-stage1": "receiver_server.restorers.infercom_restorer.model:InferComRestorerStage1",
+    "infercom-restorer-v1": "receiver_server.restorers.infercom_restorer.model:InferComRestorerV1",
+    "infercom-restorer-v1-stage1": "receiver_server.restorers.infercom_restorer.model:InferComRestorerV1Stage1",
     "supir": "receiver_server.restorers.supir:SupirRestorer",
     "diffusers": "receiver_server.restorers.diffusers_pipeline:DiffusersRestorer",
 }

@@ -6,16 +6,18 @@
 |---|---|
 | :mod:`.nets` | the two networks (``Stage1Net``, ``Stage2Net``) and the condition vector |
 | :mod:`.model` | ``InferComRestorer`` (registered as ``infercom-restorer``) and ``InferComRestorerStage1``
-  (``infercom-restorer-stage1``): checkpoint loading, guided few-step sampling, the Restorer interface |
+  (``infercom-restorer-stage1``), the v1 checkpoint's ``InferComRestorerV1`` / ``InferComRestorerV1Stage1``:
+  checkpoint loading, guided few-step sampling, batched restoration, the Restorer interface |
 | :mod:`.train` | ``infercom train-restorer`` |
 | :mod:`.evaluate` | ``infercom eval-restorer`` |
 | :mod:`.bench` | bench suite ``restorer`` (``infercom bench``) |
-| ``checkpoints/infercom_restorer.pt`` | the shipped checkpoint (package data) |
+| ``checkpoints/infercom_restorer_v2.pt`` | the shipped default checkpoint, v2 (package data) |
+| ``checkpoints/infercom_restorer.pt`` | the first checkpoint, v1 (``infercom-restorer-v1``), for comparison |
 
 See docs/restorers.md. Imports are lazy: importing this package imports no torch.
 """
 
-__all__ = ["InferComRestorer", "InferComRestorerStage1"]
+__all__ = ["InferComRestorer", "InferComRestorerStage1", "InferComRestorerV1", "InferComRestorerV1Stage1"]
 
 
 def __getattr__(name):

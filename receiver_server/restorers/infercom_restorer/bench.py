@@ -73,6 +73,7 @@ def run_bench(out_dir: Path) -> dict:
                 rows.append({"rate": rate, "device": dev, "threads": threads, "restorer": name,
                              "seconds": _median_time(lambda: r.restore(d.observation, meta))})
     torch.set_num_threads(old_threads)
+    batching = _batching_rows(img, devices)
     full_model = InferComRestorer()
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "torch": torch.__version__,
@@ -89,11 +90,50 @@ def run_bench(out_dir: Path) -> dict:
     if gpu:
         targets["gpu_full_le_100ms"] = all(r["seconds"] <= 0.1 for r in gpu)
     res = {"suite": "restorer", "image": src, "size": list(img.shape), "snr_db": -4.0,
-           "sampler_steps": full_model.config["steps"], "machine": machine, "rows": rows, "targets": targets}
+           "sampler_steps": full_model.config["steps"], "machine": machine, "rows": rows, "targets": targets,
+           "batching": batching}
     (out_dir / "restorer.json").write_text(json.dumps(res, indent=1))
     print(f"restorer bench ({src}, {img.shape[1]}x{img.shape[0]}):")
     print(f"  {'rate':5s} {'device':6s} {'thr':>3s} {'restorer':26s} {'seconds':>8s}")
     for r in rows:
         print(f"  {r['rate']:5s} {r['device']:6s} {r['threads']:3d} {r['restorer']:26s} {r['seconds']:8.3f}")
     print(f"  targets: {targets}")
+    for b in batching:
+        print(f"  batch of {b['batch']} at {b['rate']} on {b['device']} ({b['dtype']}, {b['threads']} threads), "
+              f"{b['restorer']}: unbatched {b['unbatched_images_per_s']:.2f} images/s, batched "
+              f"{b['batched_images_per_s']:.2f} images/s (x{b['speedup']:.2f}); one forward pass over the batch "
+              f"{b['one_forward_pass_images_per_s']:.2f} images/s")
     return res
+
+
+#: images per batch of the batching measurement (the server bench's 8 transmitters)
+BATCH = 8
+
+
+def _batching_rows(img, devices) -> list[dict]:
+    """Images/s of ``BATCH`` observations of one kodak image (different noise) at rate 1/9, restored one by one
+    and as one batch (``restore_batch``), per device (CPU: the faster thread count, 2; CUDA: fp32, fp16, bf16)."""
+    import torch
+
+    from .model import InferComRestorer
+
+    obs = [degrade.degrade(img, link.LinkConfig(bh=3, bw=3), -4.0, np.random.default_rng(10 + i)) for i in range(BATCH)]
+    o, m = [d.observation for d in obs], [d.meta() for d in obs]
+    runs = [("cpu", 2, "fp32")] + [("cuda", None, dt) for dev, _ in devices if dev == "cuda"
+                                   for dt in ("fp32", "fp16", "bf16")]
+    rows = []
+    for dev, threads, dtype in runs:
+        if threads:
+            torch.set_num_threads(threads)
+        for stage, name in ((1, "infercom-restorer-stage1"), (2, "infercom-restorer")):
+            r = InferComRestorer(device=dev, config={"stage": stage, "dtype": dtype})
+            one = _median_time(lambda: [r.restore(a, b) for a, b in zip(o, m)], repeats=2)
+            many = _median_time(lambda: r.restore_batch(o, m), repeats=2)
+            # one forward pass over the whole batch (what restore_batch does on CUDA; on the CPU it restores
+            # image by image because this is slower and not bit-identical there)
+            fwd = _median_time(lambda: r.restore_tensors(o, m), repeats=2)
+            rows.append({"rate": "1/9", "device": dev, "threads": threads or torch.get_num_threads(),
+                         "dtype": dtype, "restorer": name, "batch": BATCH,
+                         "unbatched_images_per_s": BATCH / one, "batched_images_per_s": BATCH / many,
+                         "one_forward_pass_images_per_s": BATCH / fwd, "speedup": one / many})
+    return rows

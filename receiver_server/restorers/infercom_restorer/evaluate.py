@@ -33,6 +33,11 @@ from infercom.limits import MAX_ATTEMPT, PROFILES
 DEFAULT_SNRS = "-8,-6,-4,-2,0"
 STAGE1 = "infercom-restorer-stage1"
 FULL = "infercom-restorer"
+V1_STAGE1 = "infercom-restorer-v1-stage1"
+V1_FULL = "infercom-restorer-v1"
+#: the project's model by checkpoint: (stage-1 name, full name, checkpoint version); the two names of one
+#: checkpoint share one forward pass
+MODEL_NAMES = ((STAGE1, FULL, "v2"), (V1_STAGE1, V1_FULL, "v1"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     channel.add_channel_arguments(p, fading="block", fading_per="frame", frame_len=1024)
     p.add_argument("--attempts", type=int, default=1)
     p.add_argument("--missing-frac", type=float, default=0.0, help="fraction of frames lost per attempt")
-    p.add_argument("--restorers", default=f"bicubic,{STAGE1},{FULL}")
-    p.add_argument("--checkpoint", default=None, help="InferCom restorer checkpoint (default: the shipped one)")
+    p.add_argument("--restorers", default=f"bicubic,{V1_STAGE1},{V1_FULL},{STAGE1},{FULL}")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"checkpoint of {STAGE1} / {FULL} (default: the shipped v2; the v1 names always use v1)")
     p.add_argument("--steps", type=int, default=None, help="flow sampler steps (default: the model's)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
     p.add_argument("--seed", type=int, default=2024)
@@ -70,26 +76,32 @@ def make_restorers(names: list[str], device: str, checkpoint, steps) -> dict:
         cfg["checkpoint"] = checkpoint
     if steps:
         cfg["steps"] = int(steps)
-    if STAGE1 in names or FULL in names:
-        from .model import InferComRestorer, from_unit
+    from .model import CHECKPOINTS, InferComRestorer, from_unit
 
-        model = InferComRestorer(device=device, config=cfg)
+    for s1_name, full_name, version in MODEL_NAMES:
+        want = tuple(n for n in (s1_name, full_name) if n in names)
+        if not want:
+            continue
+        c = dict(cfg)
+        c["checkpoint"] = c.get("checkpoint") if version == "v2" else None
+        c["checkpoint"] = c["checkpoint"] or CHECKPOINTS[version]
+        model = InferComRestorer(device=device, config=c)
 
-        def run_model(obs, meta, want=tuple(n for n in (STAGE1, FULL) if n in names)):
-            stage = 2 if FULL in want else 1
+        def run_model(obs, meta, model=model, want=want, s1_name=s1_name, full_name=full_name):
+            stage = 2 if full_name in want else 1
             s1, full = model.restore_tensors(obs, meta, stage=stage)
             H, W = meta["height"], meta["width"]
             res = {}
-            for n, t in ((STAGE1, s1), (FULL, full)):
+            for n, t in ((s1_name, s1), (full_name, full)):
                 if n in want:
                     res[n] = from_unit(t[0, :, :H, :W]).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
-            res["__seconds__"] = {STAGE1: model.last_seconds["stage1"],
-                                  FULL: model.last_seconds.get("total", float("nan"))}
+            res["__seconds__"] = {s1_name: model.last_seconds["stage1"],
+                                  full_name: model.last_seconds.get("total", float("nan"))}
             return res
 
-        out["__model__"] = run_model
+        out[f"__model_{version}__"] = run_model
     for n in names:
-        if n in (STAGE1, FULL):
+        if any(n in pair[:2] for pair in MODEL_NAMES):
             continue
         r = get_restorer(n, device=device)
         out[n] = (lambda r, n: (lambda obs, meta: {n: r.restore(obs, meta)}))(r, n)
@@ -131,7 +143,8 @@ def summarise(rows: list[dict], names: list[str], rates, snrs) -> dict:
 def check_targets(means: dict) -> dict:
     """The issue's acceptance checks on the per-point means (only those whose restorers were run)."""
     out = {"stage1_beats_bicubic_psnr_ssim": {}, "full_beats_bicubic_niqe": {}, "full_psnr_loss_vs_stage1_db": {},
-           "stage1_gain_db_at_-4": {}}
+           "stage1_gain_db_at_-4": {}, "v2_stage1_gain_over_v1_db": {}, "v2_stage1_gain_ge_1db_at_-4_-6": {},
+           "v2_niqe_le_v1": {}}
     for key, m in means.items():
         if "bicubic" in m and STAGE1 in m:
             out["stage1_beats_bicubic_psnr_ssim"][key] = bool(
@@ -142,6 +155,13 @@ def check_targets(means: dict) -> dict:
             out["full_beats_bicubic_niqe"][key] = bool(m[FULL]["niqe"] < m["bicubic"]["niqe"])
         if STAGE1 in m and FULL in m:
             out["full_psnr_loss_vs_stage1_db"][key] = m[STAGE1]["psnr"] - m[FULL]["psnr"]
+        if STAGE1 in m and V1_STAGE1 in m:
+            gain = m[STAGE1]["psnr"] - m[V1_STAGE1]["psnr"]
+            out["v2_stage1_gain_over_v1_db"][key] = gain
+            if key.endswith(("@-4", "@-6")):
+                out["v2_stage1_gain_ge_1db_at_-4_-6"][key] = bool(gain >= 1.0)
+        if FULL in m and V1_FULL in m and "niqe" in m[FULL] and "niqe" in m[V1_FULL]:
+            out["v2_niqe_le_v1"][key] = bool(m[FULL]["niqe"] <= m[V1_FULL]["niqe"])
     return out
 
 

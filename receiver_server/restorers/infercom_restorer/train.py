@@ -32,12 +32,19 @@ import torch.nn.functional as F
 
 from infercom import degrade, imageio
 
-from .model import CHECKPOINT_FORMAT, to_unit
-from .nets import Stage1Net, Stage2Net, cond_vector, n_params
+from .model import CHECKPOINT_FORMAT, checkpoint_version, prepare, to_unit
+from .nets import COND_DIM, COND_DIM_V2, SIDE_PER_CHANNEL, Stage1Net, Stage2Net, n_params, widen_from
 
-DEFAULT_ARCH = {
+#: the v1 architecture (the first shipped checkpoint)
+ARCH_V1 = {
     "stage1": {"channels": 3, "widths": [32, 64, 96], "blocks": [1, 2, 2], "feat": 16, "head": 24, "emb_dim": 64},
     "stage2": {"channels": 3, "widths": [32, 64, 96], "blocks": [1, 2, 2], "emb_dim": 64},
+    "resid_scale": 8.0,
+}
+#: v2 (the default): v1's networks with the side-feature branch and the power-profile conditions (COND_DIM_V2)
+DEFAULT_ARCH = {
+    "stage1": {**ARCH_V1["stage1"], "cond_dim": COND_DIM_V2, "side_ch": 3 * SIDE_PER_CHANNEL},
+    "stage2": {**ARCH_V1["stage2"], "cond_dim": COND_DIM_V2},
     "resid_scale": 8.0,
 }
 
@@ -53,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=int, default=96, help="training patch side (pixels), multiple of 12 advised")
     p.add_argument("--rates", default="1/4,1/9", help="comma-separated rates (1/N or BHxBW)")
     p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--side-lr-mult", type=float, default=5.0,
+                   help="learning-rate factor of stage 1's side-feature branch (v2; it starts at zero)")
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -78,31 +87,26 @@ def load_images(dirs, min_side: int) -> tuple[list[np.ndarray], list[str]]:
 
 
 def make_batch(imgs, spec: degrade.DegradeSpec, rate, batch: int, patch: int, rng: np.random.Generator,
-               device="cpu") -> dict:
-    """One training batch of a single rate: tensors obs/missing/cond (low-res), clean/low_clean (unit scale)."""
+               device="cpu", version: int = 2) -> dict:
+    """One training batch of a single rate: the network inputs obs/missing/cond/side (low-res, built by
+    :func:`~.model.prepare` from each pair's observation and :meth:`~infercom.degrade.Degraded.meta`, exactly as
+    at inference) and the targets clean/low_clean (unit scale)."""
     bh, bw = rate
-    obs, clean, low, miss, snr, att, mfrac = [], [], [], [], [], [], []
+    ins, clean, low = [], [], []
     for _ in range(batch):
         img = imgs[int(rng.integers(len(imgs)))]
         p = degrade.random_patch(img, patch, rng)
         d = degrade.sample_pair(p, spec, rng, rate=(bh, bw))
-        obs.append(d.observation)
+        ins.append(prepare(d.observation, d.meta(), "cpu", version)[:4])
         clean.append(d.clean)
         low.append(d.lowres_clean)
-        miss.append(d.missing)
-        snr.append(d.snr_db if np.isfinite(d.snr_db) else -20.0)
-        att.append(d.attempts)
-        mfrac.append(float(d.missing.mean()))
 
     def t(arrs):
         return torch.from_numpy(np.stack(arrs).astype(np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
 
-    return {
-        "obs": to_unit(t(obs)), "clean": to_unit(t(clean)), "low_clean": to_unit(t(low)),
-        "missing": torch.from_numpy(np.stack(miss).astype(np.float32))[:, None].to(device),
-        "cond": cond_vector([bh] * batch, [bw] * batch, snr, att, mfrac, device=device),
-        "bh": bh, "bw": bw,
-    }
+    obs, miss, cond, side = (None if x[0] is None else torch.cat(x).to(device) for x in zip(*ins))
+    return {"obs": obs, "missing": miss, "cond": cond, "side": side,
+            "clean": to_unit(t(clean)), "low_clean": to_unit(t(low)), "bh": bh, "bw": bw}
 
 
 # ---------------------------------------------------------------------------------------------------- losses
@@ -113,7 +117,7 @@ def charbonnier(a, b, eps: float = 1e-3):
 
 
 def stage1_loss(s1: Stage1Net, b: dict):
-    out, low_clean = s1(b["obs"], b["missing"], b["cond"], b["bh"], b["bw"])
+    out, low_clean = s1(b["obs"], b["missing"], b["cond"], b["bh"], b["bw"], b["side"])
     return charbonnier(out, b["clean"]) + 0.5 * F.l1_loss(low_clean, b["low_clean"]), out
 
 
@@ -159,13 +163,18 @@ def save_state(path: Path, arch, s1, s2, ema1, ema2, opt, step, rng, gen, meta) 
     tmp.replace(path)
 
 
-def build(arch: dict, lr: float, device):
+def build(arch: dict, lr: float, device, side_lr_mult: float = 1.0):
+    """Networks, their EMA copies and AdamW with three parameter groups: stage 1, stage 1's side branch (v2;
+    learning rate times ``side_lr_mult``: it starts from zero while the rest is warm), stage 2."""
     s1 = Stage1Net(**arch["stage1"]).to(device)
     s2 = Stage2Net(**arch["stage2"]).to(device)
     ema1, ema2 = copy.deepcopy(s1).eval(), copy.deepcopy(s2).eval()
     for p in list(ema1.parameters()) + list(ema2.parameters()):
         p.requires_grad_(False)
-    opt = torch.optim.AdamW([{"params": s1.parameters()}, {"params": s2.parameters()}], lr=lr, weight_decay=0.0)
+    side = [p for n, p in s1.named_parameters() if n.startswith("side.")]
+    rest = [p for n, p in s1.named_parameters() if not n.startswith("side.")]
+    opt = torch.optim.AdamW([{"params": rest, "lr_mult": 1.0}, {"params": side, "lr_mult": float(side_lr_mult)},
+                             {"params": list(s2.parameters()), "lr_mult": 1.0}], lr=lr, weight_decay=0.0)
     return s1, s2, ema1, ema2, opt
 
 
@@ -191,16 +200,20 @@ def init_weights(path: Path, arch: dict, s1, s2, ema1, ema2) -> dict:
 
     c1, c2, info = load_checkpoint(path)
     ck_arch = torch.load(path, map_location="cpu", weights_only=False)["arch"]
-    if ck_arch != arch:
+    widen = ck_arch == ARCH_V1 and arch == DEFAULT_ARCH          # v1 -> v2: zero weights on the new inputs
+    if ck_arch != arch and not widen:
         raise ValueError(f"--init {path}: architecture {ck_arch} differs from this trainer's {arch}")
+    c1.to(memory_format=torch.contiguous_format)
+    if c2 is not None:
+        c2.to(memory_format=torch.contiguous_format)
     with torch.no_grad():
         for dst in (s1, ema1):
-            dst.load_state_dict(c1.state_dict())
+            widen_from(dst, c1, COND_DIM, COND_DIM_V2) if widen else dst.load_state_dict(c1.state_dict())
         if c2 is not None:
             for dst in (s2, ema2):
-                dst.load_state_dict(c2.state_dict())
+                widen_from(dst, c2, COND_DIM, COND_DIM_V2) if widen else dst.load_state_dict(c2.state_dict())
     return {"checkpoint": str(path), "steps": info.get("step"), "command": info.get("command"),
-            "stage2": c2 is not None}
+            "stage2": c2 is not None, "widened_from_v1": widen}
 
 
 def plot_loss(csv_path: Path, png_path: Path) -> None:
@@ -257,7 +270,8 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    s1, s2, ema1, ema2, opt = build(arch, args.lr, device)
+    s1, s2, ema1, ema2, opt = build(arch, args.lr, device, args.side_lr_mult)
+    version = checkpoint_version(s1)
     step = 0
     init_info = None
     if args.resume and args.init:
@@ -275,7 +289,7 @@ def train(args) -> dict:
         if len(sys.argv) > 1 and sys.argv[1] == "train-restorer" else "train(" + repr(vars(args)) + ")"
     meta = {"command": command, "data": [str(d) for d in args.data], "n_images": len(imgs),
             "rates": [f"{bh}x{bw}" for bh, bw in rates], "batch": args.batch, "patch": args.patch,
-            "stage": args.stage, "lr": args.lr, "seed": args.seed, "spec": repr(spec),
+            "stage": args.stage, "lr": args.lr, "side_lr_mult": args.side_lr_mult, "seed": args.seed, "spec": repr(spec),
             "params": {"stage1": n_params(s1), "stage2": n_params(s2)}, "torch": torch.__version__}
     if init_info is not None:
         meta["init"] = init_info
@@ -299,10 +313,10 @@ def train(args) -> dict:
     loss1 = loss2 = float("nan")
     while step < args.steps:
         rate = rates[step % len(rates)]
-        b = make_batch(imgs, spec, rate, args.batch, args.patch, rng, device)
+        b = make_batch(imgs, spec, rate, args.batch, args.patch, rng, device, version)
         warm = min(1.0, (step + 1) / 200.0)
         for g in opt.param_groups:
-            g["lr"] = args.lr * warm * (0.5 * (1 + math.cos(math.pi * step / args.steps)) * 0.9 + 0.1)
+            g["lr"] = g["lr_mult"] * args.lr * warm * (0.5 * (1 + math.cos(math.pi * step / args.steps)) * 0.9 + 0.1)
         opt.zero_grad(set_to_none=True)
         total = 0.0
         if train1:
@@ -311,7 +325,7 @@ def train(args) -> dict:
             loss1 = float(l1.detach())
         else:
             with torch.no_grad():
-                s1_out = s1(b["obs"], b["missing"], b["cond"], b["bh"], b["bw"])[0]
+                s1_out = s1(b["obs"], b["missing"], b["cond"], b["bh"], b["bw"], b["side"])[0]
         if train2:
             l2 = stage2_loss(s2, s1_out, b, rs, gen)
             total = total + l2
