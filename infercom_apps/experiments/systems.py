@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from infercom import channel, chase, imageio, link, metrics, source
+from receiver_server.qoe.requirement import coarse_ssim
 
 #: the papers' compression rates and the InferCom block size of each (bh x bw = 1 / rate)
 RATE_BLOCKS: dict[str, tuple[int, int]] = {"1/25": (5, 5), "1/16": (4, 4), "1/9": (3, 3), "1/4": (2, 2),
@@ -42,10 +43,6 @@ RATE_BLOCKS: dict[str, tuple[int, int]] = {"1/25": (5, 5), "1/16": (4, 4), "1/9"
 #: Deep-JSCC presets with a shipped checkpoint, and the compression rate (bandwidth ratio k/n) each is
 #: placed at on the papers' axis (``channel-uses`` spends InferCom 1/9's channel uses)
 DEEPJSCC_RATES: dict[str, str] = {"channel-uses": "1/9", "paper": "1/12"}
-#: the offline QoE requirement's full-reference stand-in for semantic similarity (docs/results.md §1): SSIM of
-#: the 4x4 area-averaged images >= 0.80; its naturalness part is the server's calibrated NIQE threshold
-#: (:func:`requirement_thresholds`). Chosen a priori, not fitted to any result.
-COARSE_FACTOR, COARSE_SSIM_MIN = 4, 0.80
 #: the grey an undecodable image is shown as
 LOST_GREY = 128
 
@@ -150,24 +147,12 @@ def channel_uses_per_pixel(channel_uses: int, img: np.ndarray) -> float:
 def requirement_thresholds(clip: bool) -> dict[str, float]:
     """The requirement's thresholds: with CLIP the papers' (``clip_iqa`` >= 0.8, ``clip_sim`` >= 0.9,
     :data:`receiver_server.qoe.thresholds.PAPER_DEFAULTS`); offline ``niqe`` <= the server's calibrated NIQE
-    threshold of its default entry (what Deep-JSCC's gate applies too) and ``coarse_ssim`` >= 0.80."""
-    from receiver_server.qoe.thresholds import PAPER_DEFAULTS, threshold
+    threshold of its default entry (what Deep-JSCC's gate applies too) and ``coarse_ssim`` >= 0.80
+    (:mod:`receiver_server.qoe.requirement`)."""
+    from receiver_server.qoe.requirement import offline_thresholds
+    from receiver_server.qoe.thresholds import PAPER_DEFAULTS
 
-    if clip:
-        return dict(PAPER_DEFAULTS)
-    return {"niqe": threshold("niqe").value, "coarse_ssim": COARSE_SSIM_MIN}
-
-
-def coarse_ssim(a: np.ndarray, b: np.ndarray, factor: int = COARSE_FACTOR) -> float:
-    """SSIM (luma) of the two images after ``factor x factor`` area averaging: similarity of content and layout
-    at thumbnail scale, blind to the fine texture a generative restorer re-synthesises."""
-    def down(x):
-        x = source.as_image3(x).astype(np.float64)
-        h, w = (x.shape[0] // factor) * factor, (x.shape[1] // factor) * factor
-        x = x[:h, :w].reshape(h // factor, factor, w // factor, factor, x.shape[2]).mean(axis=(1, 3))
-        return np.clip(np.round(x), 0, 255).astype(np.uint8)
-
-    return float(metrics.ssim(down(a), down(b), channel="y"))
+    return dict(PAPER_DEFAULTS) if clip else offline_thresholds()
 
 
 def score_output(original: np.ndarray, output: np.ndarray | None, ctx: Context) -> dict:
@@ -190,11 +175,12 @@ def meets_requirement(s: dict, ctx: Context) -> bool:
     """The QoE requirement on one output's scores (:func:`requirement_thresholds`): with CLIP weights the
     papers' (CLIP-IQA >= 0.8 and CLIP similarity to the original >= 0.9); offline NIQE at most the server's
     threshold (where NIQE applies: two 96x96 patches) and coarse SSIM >= 0.80."""
+    from receiver_server.qoe.requirement import meets_offline
+
     t = dict(requirement_thresholds(bool(ctx.clip)))
     if ctx.clip:
         return bool(s["clip_iqa"] >= t["clip_iqa"] and s["clip_sim"] >= t["clip_sim"])
-    natural = s["niqe"] is None or s["niqe"] <= t["niqe"]
-    return bool(natural and s["coarse_ssim"] >= t["coarse_ssim"])
+    return meets_offline(s["niqe"], s["coarse_ssim"], t)
 
 
 # ---------------------------------------------------------------------------------------------- systems

@@ -67,7 +67,7 @@ METRICS = ("niqe", "consistency")
 #: noise variance of the "error-free" reference decode (Es/N0 = 60 dB: every powered bit is certain)
 NOISELESS_VAR = 1e-6
 NOISELESS_SNR_DB = 60.0
-LABELS = ("chase-gain+drop", "chase-gain", "drop", "drop-best")
+LABELS = ("chase-gain+drop", "chase-gain", "drop", "drop-best", "requirement")
 
 
 def best_threshold(values: np.ndarray, good: np.ndarray, higher_is_better: bool) -> dict:
@@ -208,8 +208,10 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
                 scores: tuple[str, ...] = METRICS, chase_attempts: bool = True) -> list:
     """One record per (image, SNR): PSNR of the error-free link, of one attempt and (``chase_attempts``) of 2
     and 4 Chase-combined attempts, and the scores of the QoE metrics ``scores`` (default NIQE and consistency) of the
-    one-attempt restoration. ``chase_attempts=False`` (the ``drop`` label needs no Chase runs) skips the two
-    extra restorations per sample."""
+    one-attempt restoration, and whether that restoration meets the offline QoE requirement against the original
+    (``req_niqe``, ``req_coarse_ssim``, ``req_met``: :mod:`receiver_server.qoe.requirement`).
+    ``chase_attempts=False`` (the ``drop`` and ``requirement`` labels need no Chase runs) skips the two extra
+    restorations per sample."""
     from infercom import channel, chase, link, metrics
     from infercom.imageio import load_image
     from receiver_server.qoe import get_qoe
@@ -220,6 +222,9 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     cfg = link.LinkConfig(bh=bh, bw=bw)
     restorer = get_restorer(restorer_name, config=restorer_config)
     qoe = {m: get_qoe(m) for m in scores}
+    from .requirement import coarse_ssim, meets_offline, offline_thresholds
+
+    niqe, req = get_qoe("niqe"), offline_thresholds()
     records = []
     t0 = time.time()
     for i, path in enumerate(paths):
@@ -250,6 +255,9 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
                 rec[key] = metrics.psnr(outc, img)
             for name, q in qoe.items():
                 rec[name] = q.score(out, obs, m)
+            rec["req_niqe"] = float(niqe.score(out)) if niqe.applies(*out.shape[:2]) else None
+            rec["req_coarse_ssim"] = coarse_ssim(img, out)
+            rec["req_met"] = meets_offline(rec["req_niqe"], rec["req_coarse_ssim"], req)
             records.append(rec)
         if progress:
             print(f"\r[calibrate] {i + 1}/{len(paths)} images, {time.time() - t0:.0f} s", end="", file=sys.stderr,
@@ -282,7 +290,11 @@ def labels(records: list, label: str, max_db: float, max_drop_db: float = 6.0) -
     told Es/N0 = 60 dB, outside their training range, than at 10-20 dB: the error-free reference alone would
     call a -10 dB restoration near their prior "acceptable");
     ``chase-gain+drop`` (default): ``chase-gain`` and PSNR at most ``max_drop_db`` below the best PSNR the
-    restorer reached on that image (:func:`best_psnr_per_image`).
+    restorer reached on that image (:func:`best_psnr_per_image`);
+    ``requirement``: the restoration meets the offline QoE requirement against the original (NIQE <= the
+    server's NIQE threshold, SSIM of the 4x4 area-averaged images >= 0.80; :mod:`.requirement`, the criterion
+    ``infercom experiment`` scores every system with) -- an absolute criterion, so a restorer that meets it
+    from a less reliable observation gets a lower threshold.
     The second clause removes a false "acceptable" at very low SNR, where the restoration is stuck near the
     prior (bicubic: the mid-grey MMSE values; a trained restorer: its prior image) so that one or three
     retransmissions gain little although more would gain a lot.
@@ -302,6 +314,8 @@ def labels(records: list, label: str, max_db: float, max_drop_db: float = 6.0) -
         for r in records:
             best[r.get("image")] = max(best.get(r.get("image"), -np.inf), r["psnr_clean"], r["psnr"])
         return np.array([best[r.get("image")] - r["psnr"] for r in records]) <= max_db
+    if label == "requirement":
+        return np.array([bool(r["req_met"]) for r in records])
     raise ValueError(f"unknown label {label!r}; choose from {', '.join(LABELS)}")
 
 
@@ -410,7 +424,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", default="1/9", help="source rate 1/(bh*bw), e.g. 1/9, 1/4, or the block size BHxBW")
     p.add_argument("--label", choices=LABELS, default="chase-gain+drop",
                    help="acceptable = a Chase retransmission gains <= --max-db and the PSNR drop vs the "
-                        "error-free link is <= --max-drop-db (default); chase-gain alone; or the drop <= --max-db")
+                        "error-free link is <= --max-drop-db (default); chase-gain alone; the drop <= --max-db; or "
+                        "requirement: the restoration meets the offline QoE requirement against the original")
     p.add_argument("--max-drop-db", type=float, default=6.0, help="dB limit of the drop clause of chase-gain+drop")
     p.add_argument("--max-db", type=float, default=1.0, help="dB limit of the label (see --label)")
     p.add_argument("--consistency-floor", type=float, default=0.9,
@@ -479,7 +494,10 @@ def label_rule(args) -> str:
     rule = (f"acceptable = one Chase retransmission gains <= {args.max_db} dB PSNR and three <= "
             f"{2 * args.max_db} dB" if args.label.startswith("chase-gain")
             else f"acceptable = PSNR drop vs the error-free link <= {args.max_db} dB" if args.label == "drop"
-            else (f"acceptable = PSNR drop <= {args.max_db} dB vs the better of the error-free link (Es/N0 = "
+            else ("acceptable = the restoration meets the offline QoE requirement against the original (NIQE <= "
+                  "the server's NIQE threshold and SSIM of the 4x4 area-averaged images >= 0.80)"
+                  if args.label == "requirement" else
+                  f"acceptable = PSNR drop <= {args.max_db} dB vs the better of the error-free link (Es/N0 = "
                   f"{NOISELESS_SNR_DB} dB) and the best one-attempt PSNR the restorer reached on that image at "
                   "any SNR of the calibration"))
     if args.label == "chase-gain+drop":
@@ -567,7 +585,7 @@ def recompute(args, cmd: str) -> int:
                               "early_nack": {m: _roc_summary(result["roc"][m]) for m in metrics}}), flush=True)
         args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
         if args.roc:
-            plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.name}, label {args.label}")
+            plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.parent.name}/{args.images.name}, label {args.label}")
         return 0
     for name, records in saved.items():
         if name not in (old.get("restorers") or {}):
@@ -656,7 +674,7 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
     for name in restorers:
         t0 = time.time()
         records = run_samples(paths, snrs, args.bh, args.bw, args.seed, restorer_name=name, restorer_config=rcfg,
-                              scores=metrics, chase_attempts=not args.label.startswith("drop"))
+                              scores=metrics, chase_attempts=args.label.startswith("chase"))
         result = calibrate_single(records, metrics, args.label, args.max_db, args.max_drop_db)
         entries[name] = add_metric_entry((old.get("restorers") or {}).get(name), args, name, paths, snrs, result,
                                          cmd, time.time() - t0)
@@ -667,7 +685,7 @@ def calibrate_metrics(args, metrics: tuple[str, ...], restorers: list, rcfg: dic
                           "early_nack": {m: _roc_summary(result["roc"][m]) for m in metrics}}, indent=2), flush=True)
     args.out.write_text(json.dumps(merge_calibration(old, entries), indent=2) + "\n")
     if args.roc:
-        plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.name}, label {args.label}")
+        plot_roc(rocs, args.roc, f"early-NACK predictor on {args.images.parent.name}/{args.images.name}, label {args.label}")
     if args.records:
         args.records.write_text(json.dumps(all_records, indent=1) + "\n")
     return 0
