@@ -220,3 +220,22 @@ def test_v2_starts_from_v1_exactly_and_reads_the_soft_bits():
     assert not np.array_equal(v2.restore(obs, meta), v2.restore(obs, bare))
     with pytest.raises(ValueError, match="plane_llr"):
         v2.restore(obs, dict(meta, plane_llr=meta["plane_llr"][:-1]))
+
+
+def test_eval_targets_compare_v2_with_v1():
+    """eval-restorer's target checks: v2's stage-1 gain over v1 per point (>= 1 dB required at -4 and -6 dB)
+    and the default v2 output's NIQE against v1's."""
+    from receiver_server.restorers.infercom_restorer import evaluate as ev
+
+    def pt(psnr, niqe):
+        return {"psnr": psnr, "ssim": 0.5, "niqe": niqe}
+
+    means = {"3x3@-6": {ev.V1_STAGE1: pt(20.0, 7), ev.STAGE1: pt(21.2, 7), ev.V1_FULL: pt(20, 6.0),
+                        ev.FULL: pt(21.1, 5.9), "bicubic": pt(15, 13)},
+             "3x3@-4": {ev.V1_STAGE1: pt(20.0, 7), ev.STAGE1: pt(20.8, 7), ev.V1_FULL: pt(20, 6.0),
+                        ev.FULL: pt(20.7, 6.1), "bicubic": pt(16, 13)}}
+    t = ev.check_targets(means)
+    assert t["v2_stage1_gain_over_v1_db"] == pytest.approx({"3x3@-6": 1.2, "3x3@-4": 0.8})
+    assert t["v2_stage1_gain_ge_1db_at_-4_-6"] == {"3x3@-6": True, "3x3@-4": False}
+    assert t["v2_niqe_le_v1"] == {"3x3@-6": True, "3x3@-4": False}
+    assert t["stage1_gain_db_at_-4"] == {"3x3@-4": pytest.approx(4.8)}
