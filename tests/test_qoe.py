@@ -472,12 +472,18 @@ def test_shipped_calibration_is_complete():
     doc = json.loads(CALIBRATION_FILE.read_text())
     assert set(doc["thresholds"]) == {"niqe", "consistency", "reliability"} and doc["default_restorer"] == "bicubic"
     assert doc["thresholds"] == doc["restorers"]["bicubic"]["thresholds"]
-    assert {"bicubic", "infercom-restorer-stage1", "infercom-restorer"} <= set(doc["restorers"])
+    assert {"bicubic", "infercom-restorer-stage1", "infercom-restorer", "infercom-restorer-v1",
+            "infercom-restorer-v1-stage1"} <= set(doc["restorers"])
     for name, e in doc["restorers"].items():
         assert e["restorer"] == name and "reliability" in e["thresholds"]
-        # the reliability threshold: its own calibration record (drop label vs the error-free link)
+        # the reliability threshold: its own calibration record (label: the offline QoE requirement met), with
+        # its ROC as an early-NACK predictor and the bound on wrong early NACKs
         r = e["calibrations"]["reliability"]
-        assert r["threshold"] == e["thresholds"]["reliability"] and r["label"] == "drop-best" and r["max_db"] == 1.5
+        assert r["threshold"] == e["thresholds"]["reliability"] and r["label"] == "requirement"
+        roc = r["roc"]
+        assert roc["threshold"] == r["threshold"] and 0.5 < roc["auc"] <= 1.0
+        w = roc["wrong_early_nack"]
+        assert 0 <= w["rate"] <= w["upper"] <= 1 and w["n_acceptable"] > 10
         assert "receiver_server.qoe.calibrate" in r["command"] and "--metrics reliability" in r["command"]
         assert r["dataset"]["folder"].startswith("bsds500") and "kodak" not in json.dumps(r["dataset"])
         assert r["separation"]["balanced_accuracy"] > 0.6 and r["label_rule"] and r["date_utc"]
@@ -490,6 +496,7 @@ def test_shipped_calibration_is_complete():
     # a restorer that repairs bit errors tolerates a less reliable observation than bicubic
     rel = {n: e["thresholds"]["reliability"] for n, e in doc["restorers"].items()}
     assert rel["infercom-restorer-stage1"] < rel["bicubic"]
+    assert rel["infercom-restorer"] <= rel["infercom-restorer-v1"]       # v2 needs no more information than v1
 
 
 def test_thresholds_per_restorer_with_fallback(tmp_path):
@@ -678,3 +685,42 @@ def threshold_from(doc: dict, restorer: str) -> float:
         p = Path(d) / "t.json"
         p.write_text(json.dumps(doc))
         return threshold("reliability", calibration=p, restorer=restorer).value
+
+
+def test_early_nack_roc_and_its_bound(tmp_path):
+    """The early-NACK predictor's ROC: AUC 1 for a separating metric, ~0.5 for noise; the wrong-early-NACK rate
+    at the cut counts acceptable samples below it, and its Clopper-Pearson bound is the closed form at k = 0
+    (1 - 0.05**(1/n)) and above the rate otherwise; lower-is-better metrics are mirrored."""
+    from receiver_server.qoe.calibrate import early_nack_roc, plot_roc
+
+    rng = np.random.default_rng(0)
+    good = rng.random(400) < 0.4
+    sep = np.where(good, rng.uniform(22, 30, 400), rng.uniform(10, 21, 400))
+    r = early_nack_roc(sep, good, 21.5)
+    assert r["auc"] == 1.0 and r["wrong_early_nack"]["k"] == 0 and r["caught"] == 1.0
+    n = int(good.sum())
+    assert r["wrong_early_nack"]["upper"] == pytest.approx(1 - 0.05 ** (1 / n), abs=1e-4)
+    noise = rng.uniform(0, 1, 400)
+    rn = early_nack_roc(noise, good, 0.5)
+    assert abs(rn["auc"] - 0.5) < 0.1
+    w = rn["wrong_early_nack"]
+    assert w["k"] == int(np.sum(noise[good] < 0.5)) and w["upper"] > w["rate"]
+    assert early_nack_roc(-sep, good, -21.5, higher_is_better=False)["auc"] == 1.0
+    plot_roc({"sep": r, "noise": rn}, tmp_path / "roc.png", "t")
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+
+
+def test_shipped_thresholds_name_the_checkpoint_they_were_calibrated_on():
+    """Every calibrated entry of the project's model records the sha256 of the checkpoint its samples were
+    restored with, and it is the checkpoint that name loads today (v1 names: v1, the others: v2): a retrained
+    checkpoint without a recalibration fails here."""
+    from receiver_server.qoe.calibrate import checkpoint_fingerprint
+    from receiver_server.qoe.thresholds import CALIBRATION_FILE
+
+    doc = json.loads(CALIBRATION_FILE.read_text())
+    names = [n for n in doc["restorers"] if n.startswith("infercom-restorer")]
+    assert {"infercom-restorer", "infercom-restorer-stage1", "infercom-restorer-v1"} <= set(names)
+    for name in names:
+        now = checkpoint_fingerprint(name)
+        rec = doc["restorers"][name]["calibrations"]["reliability"]["restorer_checkpoint"]
+        assert rec["sha256"] == now["sha256"], name
