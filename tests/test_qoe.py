@@ -484,7 +484,8 @@ def test_shipped_calibration_is_complete():
         assert roc["threshold"] == r["threshold"] and 0.5 < roc["auc"] <= 1.0
         w = roc["wrong_early_nack"]
         assert 0 <= w["rate"] <= w["upper"] <= 1 and w["n_acceptable"] > 10
-        assert "receiver_server.qoe.calibrate" in r["command"] and "--metrics reliability" in r["command"]
+        assert any(c in r["command"] for c in ("receiver_server.qoe.calibrate", "infercom calibrate-qoe"))
+        assert any(m in r["command"] for m in ("--metrics reliability", "--metrics=reliability"))
         assert r["dataset"]["folder"].startswith("bsds500") and "kodak" not in json.dumps(r["dataset"])
         assert r["separation"]["balanced_accuracy"] > 0.6 and r["label_rule"] and r["date_utc"]
         if "niqe" in e["thresholds"]:                   # a joint (niqe, consistency) calibration

@@ -184,9 +184,9 @@ def test_init_fine_tunes_from_an_exported_checkpoint(tmp_path):
 
 
 def test_v2_starts_from_v1_exactly_and_reads_the_soft_bits():
-    """The v2 networks widened from v1 (zero weights on the soft-bit inputs and the new conditions) compute what
-    v1 computes; the soft bits are 2 P(b=1) - 1; v1 stays loadable by name and ignores the v2 inputs, v2 reads
-    them (its output changes without the plane LLRs)."""
+    """The v2 networks widened from v1 (zero side branch, zero weights on the new conditions) compute what v1
+    computes; the soft bits are 2 P(b=1) - 1; v1 stays loadable by name and ignores the v2 inputs, v2 reads them
+    (its output changes without the plane LLRs)."""
     from receiver_server.restorers import get_restorer
     from receiver_server.restorers.infercom_restorer import nets
 
@@ -206,7 +206,7 @@ def test_v2_starts_from_v1_exactly_and_reads_the_soft_bits():
     o1, m1, c1, _, bh, bw, _, _ = rmodel.prepare(obs, meta, version=1)
     o2, m2, c2, soft, *_ = rmodel.prepare(obs, meta, version=2)
     assert c2.shape == (1, nets.COND_DIM_V2) and torch.equal(c2[:, :nets.COND_DIM], c1)
-    assert soft.shape == (1, 3 * nets.PLANES, 12, 16) and soft.abs().max() > 0.5
+    assert soft.shape == (1, 3 * nets.SIDE_PER_CHANNEL, 12, 16) and soft.abs().max() > 0.5
     with torch.no_grad():
         a, b = v1s1(o1, m1, c1, bh, bw)[0], s1(o2, m2, c2, bh, bw, soft)[0]
         assert torch.allclose(a, b, atol=1e-5)
@@ -239,3 +239,21 @@ def test_eval_targets_compare_v2_with_v1():
     assert t["v2_stage1_gain_ge_1db_at_-4_-6"] == {"3x3@-6": True, "3x3@-4": False}
     assert t["v2_niqe_le_v1"] == {"3x3@-6": True, "3x3@-4": False}
     assert t["stage1_gain_db_at_-4"] == {"3x3@-4": pytest.approx(4.8)}
+
+
+def test_side_features_describe_each_values_posterior():
+    """side_features: the soft bits, their confidences |soft| and the log-scaled posterior std (1 for a value
+    with every bit unknown -- the uniform value's std -- and 0 for a certain one); fewer planes sent pad with 0."""
+    from receiver_server.restorers.infercom_restorer import nets
+
+    llr = np.zeros((1, 3, 1, 8), np.float32)
+    llr[0, 1] = 40.0                                  # certain zeros
+    llr[0, 2, 0, 0] = -2.0                            # MSB leaning to 1, the rest unknown
+    f = nets.side_features(llr)
+    assert f.shape == (1, 3, 1, nets.SIDE_PER_CHANNEL)
+    soft, conf, lstd = f[..., :8], f[..., 8:16], f[..., 16]
+    assert np.array_equal(conf, np.abs(soft)) and soft[0, 2, 0, 0] == pytest.approx(np.tanh(1.0))
+    assert lstd[0, 0, 0] == pytest.approx(1.0, abs=1e-5) and lstd[0, 1, 0] == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < lstd[0, 2, 0] < 1.0
+    top4 = nets.side_features(llr[..., :4])
+    assert np.array_equal(top4[..., 4:8], np.zeros((1, 3, 1, 4), np.float32))
