@@ -218,12 +218,12 @@ def run_samples(paths: list[Path], snrs: list[float], bh: int, bw: int, seed: in
     from receiver_server.restorers import get_restorer
     from receiver_server.restorers.base import restore_for_gate
 
+    from .requirement import coarse_ssim, meets_offline, offline_thresholds
+
     rng = np.random.default_rng(seed)
     cfg = link.LinkConfig(bh=bh, bw=bw)
     restorer = get_restorer(restorer_name, config=restorer_config)
     qoe = {m: get_qoe(m) for m in scores}
-    from .requirement import coarse_ssim, meets_offline, offline_thresholds
-
     niqe, req = get_qoe("niqe"), offline_thresholds()
     records = []
     t0 = time.time()

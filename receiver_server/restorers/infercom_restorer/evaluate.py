@@ -76,7 +76,7 @@ def make_restorers(names: list[str], device: str, checkpoint, steps) -> dict:
         cfg["checkpoint"] = checkpoint
     if steps:
         cfg["steps"] = int(steps)
-    from .model import CHECKPOINTS, InferComRestorer, from_unit
+    from .model import CHECKPOINTS, InferComRestorer, to_image
 
     for s1_name, full_name, version in MODEL_NAMES:
         want = tuple(n for n in (s1_name, full_name) if n in names)
@@ -94,7 +94,7 @@ def make_restorers(names: list[str], device: str, checkpoint, steps) -> dict:
             res = {}
             for n, t in ((s1_name, s1), (full_name, full)):
                 if n in want:
-                    res[n] = from_unit(t[0, :, :H, :W]).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+                    res[n] = to_image(t[0], H, W)
             res["__seconds__"] = {s1_name: model.last_seconds["stage1"],
                                   full_name: model.last_seconds.get("total", float("nan"))}
             return res

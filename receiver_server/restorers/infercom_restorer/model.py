@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from infercom.limits import CHANNELS
+from infercom.planes import values_to_planes
 from infercom.source import check_block
 
 from .nets import PLANES, SIDE_PER_CHANNEL, Stage1Net, Stage2Net, cond_vector, cond_vector_v2, side_features
@@ -71,6 +72,11 @@ def to_unit(v: torch.Tensor) -> torch.Tensor:
 
 def from_unit(v: torch.Tensor) -> torch.Tensor:
     return (v + 1.0) * 127.5
+
+
+def to_image(t: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """One unit-scale image ``(3, H', W')`` -> uint8 ``(height, width, 3)`` (cropped, rounded, on the CPU)."""
+    return from_unit(t[:, :height, :width]).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
 
 
 def load_checkpoint(path, device="cpu") -> tuple[Stage1Net, Stage2Net | None, dict]:
@@ -187,9 +193,8 @@ def side_inputs(meta: dict, obs: np.ndarray, planes: int = PLANES):
     h, w, C = obs.shape
     llr = meta.get("plane_llr")
     if llr is None:
-        v = np.clip(np.round(obs), 0, 255).astype(np.uint8)[..., None]
-        bits = (v >> np.arange(planes - 1, -1, -1, dtype=np.uint8)) & 1          # MSB first
-        llr = np.where(bits == 1, -CERTAIN_LLR, CERTAIN_LLR).astype(np.float32)
+        bits = values_to_planes(np.clip(np.round(obs), 0, 255).astype(np.uint8).ravel(), planes)   # MSB first
+        llr = np.where(bits.T == 1, -CERTAIN_LLR, CERTAIN_LLR).astype(np.float32).reshape(h, w, C, planes)
     llr = np.asarray(llr, dtype=np.float32)
     if llr.ndim != 4 or llr.shape[:3] != (h, w, C) or not 1 <= llr.shape[3] <= planes:
         raise ValueError(f"meta['plane_llr'] must be ({h}, {w}, {C}, planes <= {planes}), got {llr.shape}")
@@ -320,15 +325,14 @@ class InferComRestorer:
         return self._restore_tensors(observation, meta, stage, t0)
 
     def _restore_tensors(self, observation, meta, stage: int, t0: float):
-        if isinstance(observation, (list, tuple)):
-            parts = [prepare(o, m, self.device, self.version) for o, m in zip(observation, meta)]
-            if len({(p[4], p[5], p[6], p[7], tuple(p[0].shape)) for p in parts}) != 1:
-                raise ValueError("a batch must hold images of one size and block size")
-            obs, miss, cond = (torch.cat([p[i] for p in parts]) for i in range(3))
-            side = None if parts[0][3] is None else torch.cat([p[3] for p in parts])
-            bh, bw, H, W = parts[0][4:]
-        else:
-            obs, miss, cond, side, bh, bw, H, W = prepare(observation, meta, self.device, self.version)
+        if not isinstance(observation, (list, tuple)):
+            observation, meta = [observation], [meta]
+        parts = [prepare(o, m, self.device, self.version) for o, m in zip(observation, meta)]
+        if len({(p[4], p[5], p[6], p[7], tuple(p[0].shape)) for p in parts}) != 1:
+            raise ValueError("a batch must hold images of one size and block size")
+        obs, miss, cond = (torch.cat([p[i] for p in parts]) for i in range(3))
+        side = None if parts[0][3] is None else torch.cat([p[3] for p in parts])
+        bh, bw = parts[0][4:6]
         s1, low_clean = self.stage1(obs, miss, cond, bh, bw, side)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -376,8 +380,7 @@ class InferComRestorer:
             img = out if out is not None else s1
             for k, i in enumerate(idx):
                 m = checked[i][1]
-                H, W = m["height"], m["width"]
-                one = from_unit(img[k, :, :H, :W]).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+                one = to_image(img[k], m["height"], m["width"])
                 results[i] = check_output(from_rgb(np.ascontiguousarray(one), m["channels"]), m)
         return results
 
