@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from infercom.netports import free_tcp_port_pair
 from receiver_server.config import PolicyConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,22 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     nr_options.add_arguments(p)
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-
-
-def _free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of loopback ports")
 
 
 def _find_images(args) -> list[Path]:
@@ -272,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[demo] {len(images)} images ({', '.join(n for n, _ in images)}), Es/N0 {args.snr_db} dB, fading "
           f"{args.fading}, rate 1/{bh * bw}, path {path}, system {args.system}, up to {args.max_attempts} "
           f"attempts", flush=True)
-    port = _free_port_pair()
+    port = free_tcp_port_pair()
     server = _start_server(args, out, port, bh, bw)
     print(f"[demo] server up on tcp://127.0.0.1:{port} (feedback :{port + 1})", flush=True)
     prog = _Progress(f"tcp://127.0.0.1:{port}", len(images))

@@ -306,7 +306,6 @@ class InferenceServer:
 
     def _io_loop(self) -> None:
         ctx = zmq.Context()
-        router = pub = None
         try:
             router, pub = self._setup_sockets(ctx)
             self.log.info("listening", extra={"fields": {**self.bound,
@@ -353,12 +352,11 @@ class InferenceServer:
             self._ready.set()
         finally:
             self._flush_records()
-            for s in (router, pub):
-                if s is not None:
-                    s.close()
             if self._auth is not None:
                 self._auth.stop()
-            ctx.term()
+            # every socket of the context, each with its own linger (500 ms: the last decisions go out), also
+            # those a failed bind left behind (term() alone would wait for them forever)
+            ctx.destroy()
 
     def _flush_records(self) -> None:
         """On shutdown: a record for every image still undecided (outcome ``unfinished``)."""

@@ -18,6 +18,7 @@ import zmq
 from infercom import metrics as M
 from infercom.arq import ArqConfig
 from infercom.link import LinkConfig
+from infercom.netports import free_tcp_port_pair
 from receiver_server.config import PolicyConfig, ServerConfig
 from receiver_server.records import load_records, merge_records
 from receiver_server.restorers import get_restorer
@@ -195,7 +196,7 @@ def _wait_ready(proc, timeout=30.0):
 
 
 def test_cli_server_subprocess_and_status(tmp_path):
-    port = _free_port()
+    port = free_tcp_port_pair()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}",
                              "--qoe", "none", "--restorer", "bicubic", "--log-file", str(tmp_path / "log.jsonl")],
@@ -235,21 +236,6 @@ def test_curve_encrypted_link(tmp_path):
         # a client without the server key gets nothing through
         with pytest.raises(TimeoutError):
             status_request(srv.bound["soft_frames"], timeout_s=0.5)
-
-
-def _free_port() -> int:
-    import socket
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", p + 1))
-                return p
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
 
 
 def test_server_bench_quick(tmp_path, monkeypatch):
@@ -349,3 +335,29 @@ def test_calibration_name_of_the_restorer():
         "infercom-restorer-stage1"
     assert calibration_name(SimpleNamespace(name="infercom-restorer", config={"stage": 2})) == "infercom-restorer"
     assert calibration_name(object(), "configured") == "configured"
+
+
+def test_a_taken_address_fails_start_at_once_and_leaves_no_thread(tmp_path):
+    """A server whose feedback port is taken: ``start()`` raises ``RuntimeError`` naming the cause, at once, and
+    its I/O thread has ended (its ZeroMQ context destroyed with the soft-frame socket a failed bind left open,
+    which ``term()`` alone would wait for forever); the next server starts."""
+    import threading
+
+    ctx = zmq.Context()
+    try:
+        held = ctx.socket(zmq.PUB)
+        held.setsockopt(zmq.LINGER, 0)
+        fb = held.bind_to_random_port("tcp://127.0.0.1")
+        srv = InferenceServer(ServerConfig(bind=LOOP, feedback_bind=f"tcp://127.0.0.1:{fb}",
+                                           log_file=str(tmp_path / "server.log")), restorer=get_restorer("bicubic"),
+                              metrics={})
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            srv.start()
+        assert time.monotonic() - t0 < 5.0
+        assert not any(t.name == "server-io" and t.is_alive() for t in threading.enumerate())
+        held.close(0)
+        with make_server(tmp_path, {}) as ok:                       # and the next one starts
+            assert status_request(ok.bound["soft_frames"])["counters"] is not None
+    finally:
+        ctx.destroy(linger=0)

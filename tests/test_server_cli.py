@@ -122,13 +122,18 @@ def test_status_presents_the_fixed_client_key(certs, tmp_path, capsys):
     (allowed / "ops.key").write_bytes((certs / "ops.key").read_bytes())
     ctx = zmq.Context()
     auth = ThreadAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve(domain="*", location=str(allowed))
-    public, secret = zmq.auth.load_certificate(certs / "server.key_secret")
-    rep = ctx.socket(zmq.REP)
-    rep.setsockopt(zmq.LINGER, 0)
-    rep.curve_secretkey, rep.curve_publickey, rep.curve_server = secret, public, True
-    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        auth.start()
+        auth.configure_curve(domain="*", location=str(allowed))
+        public, secret = zmq.auth.load_certificate(certs / "server.key_secret")
+        rep = ctx.socket(zmq.REP)
+        rep.setsockopt(zmq.LINGER, 0)
+        rep.curve_secretkey, rep.curve_publickey, rep.curve_server = secret, public, True
+        port = rep.bind_to_random_port("tcp://127.0.0.1")
+    except BaseException:
+        auth.stop()
+        ctx.destroy(linger=0)
+        raise
 
     def serve():
         if rep.poll(10000):
@@ -152,5 +157,4 @@ def test_status_presents_the_fixed_client_key(certs, tmp_path, capsys):
     finally:
         t.join()
         auth.stop()
-        rep.close(0)
-        ctx.term()
+        ctx.destroy(linger=0)

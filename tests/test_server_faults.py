@@ -20,10 +20,11 @@ from infercom import protocol
 from infercom.arq import ArqConfig
 from infercom.header import FrameHeader
 from infercom.link import LinkConfig
+from infercom.netports import free_tcp_port_pair
 from receiver_server.records import load_records
 from receiver_server.restorers import get_restorer
 from receiver_server.simlink import ChannelSpec, SimTransmitter, status_request
-from test_server import REPO, _free_port, _wait_ready, make_server, run_tx, synth_images
+from test_server import REPO, _wait_ready, make_server, run_tx, synth_images
 
 
 def _good_frame(seq, stream=77, tx=9, img=0, idx=0):
@@ -157,7 +158,7 @@ def test_eight_concurrent_transmitters_no_loss_no_crosstalk_bounded_memory(tmp_p
 
 
 def test_server_killed_and_restarted_mid_run(tmp_path):
-    port = _free_port()
+    port = free_tcp_port_pair()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "infercom_apps.cli", "server", "--bind", f"tcp://127.0.0.1:{port}", "--qoe", "none",
            "--assembly-timeout", "0.3", "--records", str(tmp_path / "srv.jsonl")]

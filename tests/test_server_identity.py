@@ -162,9 +162,9 @@ def test_server_rss_bounded_under_huge_declared_size_and_flood(tmp_path):
     """A real ``infercom server`` process: one frame declaring 4096x4096 and a paced flood of 100 such frames
     (100 transmitters) leave its RSS within max_buffer_bytes (64 MiB here) + 96 MiB of its idle RSS. Before the
     fix one such frame allocated the whole image and restored it (> 1 GB)."""
-    from infercom_apps.demo import _free_port_pair
+    from infercom.netports import free_tcp_port_pair
 
-    port = _free_port_pair()                 # the server binds port and port + 1 (feedback): both must be free
+    port = free_tcp_port_pair()                 # the server binds port and port + 1 (feedback): both must be free
     cfg = tmp_path / "server.yaml"
     cfg.write_text(f"bind: tcp://127.0.0.1:{port}\nfeedback_bind: tcp://127.0.0.1:{port + 1}\n"
                    f"max_buffer_bytes: {64 << 20}\nmax_image_symbols: {1 << 25}\nassembly_timeout_s: 0.5\n"

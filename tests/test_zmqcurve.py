@@ -53,8 +53,8 @@ def _exchange(ctx, port, keys):
 
 def test_client_with_the_right_keys_talks_and_a_wrong_server_key_does_not(certs):
     ctx = zmq.Context()
-    router, port, _ = _curve_router(ctx, certs)
     try:
+        router, port, _ = _curve_router(ctx, certs)
         keys = zmqcurve.load_client_keys(certs / "server.key", certs / "rx.key_secret")
         assert keys.public == zmq.auth.load_certificate(certs / "rx.key")[0]
         assert len(keys.server_public) == len(keys.public) == len(keys.secret) == zmqcurve.Z85_KEY_LEN
@@ -74,8 +74,7 @@ def test_client_with_the_right_keys_talks_and_a_wrong_server_key_does_not(certs)
         assert not router.poll(500)
         plain.close()
     finally:
-        router.close(0)
-        ctx.term()
+        ctx.destroy(linger=0)       # every socket, whatever the test reached (an open one would block term())
 
 
 def test_allow_list_sees_the_fixed_client_key(certs, tmp_path):
@@ -83,8 +82,9 @@ def test_allow_list_sees_the_fixed_client_key(certs, tmp_path):
     allowed.mkdir()
     (allowed / "rx.key").write_bytes((certs / "rx.key").read_bytes())      # only rx's public certificate
     ctx = zmq.Context()
-    router, port, auth = _curve_router(ctx, certs, allowed)
+    auth = None
     try:
+        router, port, auth = _curve_router(ctx, certs, allowed)
         rx = _exchange(ctx, port, zmqcurve.load_client_keys(certs / "server.key", certs / "rx.key_secret"))
         assert router.poll(3000), "the allowed client's key was refused"
         frames = router.recv_multipart(copy=False)
@@ -96,9 +96,9 @@ def test_allow_list_sees_the_fixed_client_key(certs, tmp_path):
         assert not router.poll(800), "a client whose key is not on the list got through"
         other.close()
     finally:
-        auth.stop()
-        router.close(0)
-        ctx.term()
+        if auth is not None:
+            auth.stop()
+        ctx.destroy(linger=0)
 
 
 def test_load_keypair_needs_the_secret_certificate(certs):

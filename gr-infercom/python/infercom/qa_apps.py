@@ -6,6 +6,7 @@ prints its summary on SIGTERM; the hardware configs in hw_configs/ load (by name
 and bad ones are rejected."""
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ import zmq
 from gnuradio.infercom.apps import rx as rx_app
 from gnuradio.infercom.apps import tx as tx_app
 from gnuradio.infercom.hwconfig import load_hw_config
+from infercom.netports import free_tcp_port
 
 
 def _args(mod, argv):
@@ -28,10 +30,7 @@ def test_tx_and_rx_over_zeromq_iq(tmp_path):
 
     rng = np.random.default_rng(2)
     Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "a.png")
-    s = zmq.Context.instance().socket(zmq.PUSH)
-    port = s.bind_to_random_port("tcp://127.0.0.1")
-    s.close(0)
-    addr = f"tcp://127.0.0.1:{port}"
+    addr = f"tcp://127.0.0.1:{free_tcp_port()}"
     rx = rx_app.RxFlowgraph(_args(rx_app, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--snr-db", "4",
                                            "--cfo-frac", "0.005"]))
     tx = tx_app.TxFlowgraph(_args(tx_app, ["--images", str(tmp_path), "--iq-addr", addr, "--frame-len-log2", "10",
@@ -65,7 +64,7 @@ def test_rx_soft_out_writes_the_chase_combined_symbols(tmp_path):
 
     img = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
-    addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
+    addr = f"tcp://127.0.0.1:{free_tcp_port()}"
     soft = tmp_path / "soft.c64"
     rx = rx_app.RxFlowgraph(_args(rx_app, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--snr-db", "10",
                                            "--soft-out", str(soft)]))
@@ -218,7 +217,7 @@ def test_rx_prints_its_summary_on_sigterm():
     import subprocess
     import sys
 
-    port = _free_tcp_port()
+    port = free_tcp_port()
     src = REPO / "gr-infercom" / "python"          # the source tree's gnuradio.infercom, as in the other qa
     code = ("import sys, gnuradio; gnuradio.__path__.insert(0, sys.argv[1]); from infercom_apps.cli import main; "
             "sys.exit(main(sys.argv[2:]))")
@@ -243,15 +242,6 @@ def test_rx_prints_its_summary_on_sigterm():
     assert summary["stopped_by"] == "SIGTERM" and summary["samples"] == 0 and "chase_held_frames" in summary
 
 
-def _free_tcp_port(avoid=()):
-    while True:
-        s = zmq.Context.instance().socket(zmq.ROUTER)
-        port = s.bind_to_random_port("tcp://127.0.0.1")
-        s.close(0)
-        if port not in avoid:
-            return port
-
-
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 def test_rx_and_tx_with_a_curve_server_on_a_non_default_feedback_address(tmp_path):
     """The three-process set-up of docs/zmq_setup.md, in one process: server (bicubic, no QoE: every attempt
@@ -272,9 +262,9 @@ def test_rx_and_tx_with_a_curve_server_on_a_non_default_feedback_address(tmp_pat
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(imgs / "a.png")
-    port = _free_tcp_port()
-    fb_port = _free_tcp_port(avoid=(port, port + 1))          # not the default (port + 1)
-    iq = f"tcp://127.0.0.1:{_free_tcp_port(avoid=(port, fb_port))}"
+    port = free_tcp_port()
+    fb_port = free_tcp_port(avoid=(port, port + 1))          # not the default (port + 1)
+    iq = f"tcp://127.0.0.1:{free_tcp_port(avoid=(port, fb_port))}"
     kw = dict(curve_secret_file=str(keys / "server.key_secret"))
     if "curve_allow_file" in {f.name for f in dataclasses.fields(ServerConfig)}:
         allow = tmp_path / "allow.yaml"
@@ -394,17 +384,28 @@ def _replay(argv, wall_s: float = 60.0):
     return fg
 
 
-def _live_run(x: np.ndarray, addr: str, argv: list) -> "rx_app.RxFlowgraph":
-    """A live ``infercom rx`` over ZeroMQ IQ (``argv``, with ``--record``): ``x`` pushed to ``addr`` as ``infercom
-    tx --radio zmq`` does, run until every sample was received and recorded and every frame went through the
-    Chase combiner; the stopped flowgraph (its recording's metadata not yet written)."""
-    # the PUSH listens before the receiver connects, on a context of its own (no other test's sockets or
-    # authenticator), and a send that cannot go through fails the test instead of blocking it forever
+@contextlib.contextmanager
+def _iq_push():
+    """``(push, addr)``: a PUSH socket bound to a free loopback port (chosen by the bind itself: no port probe
+    that can race) on a context of its own (no other test's sockets or authenticator), as ``infercom tx --radio
+    zmq`` listens; destroyed on the way out, whatever happened (a context left open with a socket in it blocks
+    the interpreter's garbage collection at exit, in ``zmq_ctx_term``)."""
     ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.setsockopt(zmq.SNDTIMEO, 20_000)
-    push.bind(addr)
+    try:
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.setsockopt(zmq.SNDTIMEO, 20_000)     # a send that cannot go through fails the test, not blocks it
+        port = push.bind_to_random_port("tcp://127.0.0.1")
+        yield push, f"tcp://127.0.0.1:{port}"
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _live_run(x: np.ndarray, push: zmq.Socket, argv: list) -> "rx_app.RxFlowgraph":
+    """A live ``infercom rx`` over ZeroMQ IQ (``argv``, with ``--iq-addr`` the address of ``push`` from
+    ``_iq_push`` and ``--record``): ``x`` pushed as ``infercom tx --radio zmq`` does, run until every sample was
+    received and recorded and every frame went through the Chase combiner; the stopped flowgraph (its
+    recording's metadata not yet written)."""
     fg = rx_app.RxFlowgraph(_args(rx_app, argv))
     fg.start()
     try:
@@ -423,8 +424,6 @@ def _live_run(x: np.ndarray, addr: str, argv: list) -> "rx_app.RxFlowgraph":
             time.sleep(0.05)
         time.sleep(0.5)
     finally:
-        push.close(0)
-        ctx.term()
         fg.stop()
         fg.wait()
     return fg
@@ -440,10 +439,10 @@ def test_rx_record_then_replay_gives_the_same_frames_bit_exact(tmp_path):
     from infercom.sigmf_io import build_meta, to_ci16, write_meta
 
     x = _burst_iq(7)
-    addr = f"tcp://127.0.0.1:{_free_tcp_port()}"
     rec_meta = tmp_path / "cap.sigmf-meta"
-    live = _live_run(x, addr, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate", "2e6",
-                               "--record", str(rec_meta), "--soft-out", str(tmp_path / "live.c64")])
+    with _iq_push() as (push, addr):
+        live = _live_run(x, push, ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate", "2e6",
+                                   "--record", str(rec_meta), "--soft-out", str(tmp_path / "live.c64")])
     live.write_recording_meta()
     n = live.log.n_frames
     assert n == 5 and live.rec_sink.nitems_read(0) == x.size, (n, live.rec_sink.nitems_read(0))
@@ -507,10 +506,10 @@ def _decisions(records_file) -> list[tuple]:
     return sorted(out)
 
 
-def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None, avoid=()) -> list[tuple]:
+def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None) -> list[tuple]:
     """Run a receiver (``rx_argv`` + ``--server``) into a fresh in-process server (bicubic restorer, the default
     offline consistency and reliability metrics at their calibrated thresholds, one attempt: every image ends in
-    ACK or FAIL); ``feed``: pushes the live IQ; ``avoid``: ports the server must not take (the live IQ's).
+    ACK or FAIL); ``feed``: pushes the live IQ.
     Returns the server's decisions."""
     from receiver_server.config import PolicyConfig, ServerConfig
     from receiver_server.qoe import get_qoe
@@ -520,8 +519,8 @@ def _serve_stream(tmp_path, name: str, rx_argv: list, feed=None, avoid=()) -> li
     records = tmp_path / f"{name}_records.jsonl"
     metrics = {m: get_qoe(m) for m in ("consistency", "reliability")}
     for _ in range(5):        # a port found free can be taken before the server binds it: try fresh ones
-        port = _free_tcp_port(avoid)
-        fb = _free_tcp_port(avoid=(*avoid, port))
+        port = free_tcp_port()
+        fb = free_tcp_port(avoid=(port,))
         cfg = ServerConfig(bind=f"tcp://127.0.0.1:{port}", feedback_bind=f"tcp://127.0.0.1:{fb}",
                            log_file=str(tmp_path / f"{name}.log"), records_file=str(records),
                            assembly_timeout_s=0.3, policy=PolicyConfig(max_attempts=1))   # every image ACK or FAIL
@@ -555,16 +554,15 @@ def test_replay_gives_the_live_runs_server_decisions(tmp_path):
     and ACK/NACK decisions."""
     sigmf = pytest.importorskip("sigmf")
     x = _burst_iq(9, impaired=True)
-    iq_port = _free_tcp_port()
-    addr = f"tcp://127.0.0.1:{iq_port}"
     rec_meta = tmp_path / "live.sigmf-meta"
+    with _iq_push() as (push, addr):            # held while the server's ports are probed: they cannot clash
 
-    def live(argv):
-        _live_run(x, addr, argv).write_recording_meta()
+        def live(argv):
+            _live_run(x, push, argv).write_recording_meta()
 
-    got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
-                                                "2e6", "--record", str(rec_meta), "--soft-out",
-                                                str(tmp_path / "live.c64")], feed=live, avoid=(iq_port,))
+        got_live = _serve_stream(tmp_path, "live", ["--iq-addr", addr, "--max-frame-len-log2", "10", "--samp-rate",
+                                                    "2e6", "--record", str(rec_meta), "--soft-out",
+                                                    str(tmp_path / "live.c64")], feed=live)
     sigmf.sigmffile.fromfile(str(rec_meta)).validate()
     got_replay = _serve_stream(tmp_path, "replay", ["--replay", str(rec_meta), "--max-frame-len-log2", "10",
                                                     "--soft-out", str(tmp_path / "replay.c64")])

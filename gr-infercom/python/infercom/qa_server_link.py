@@ -16,6 +16,7 @@ from gnuradio.infercom import server_link
 from gnuradio.infercom.server_link import default_feedback_addr
 from gnuradio.infercom.tags import make_pdu
 from infercom import protocol
+from infercom.netports import free_tcp_port
 
 CFG = dict(bh=3, bw=3, planes=8, channels=3, profile="importance", design_snr_db=-4, key_id=0, height=64,
            width=64, frame_len_log2=10)
@@ -27,22 +28,28 @@ def _soft_pdu(rng, frame_idx=0):
     return make_pdu(meta, y), y
 
 
-def _free_port():
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.ROUTER)
-    port = s.bind_to_random_port("tcp://127.0.0.1")
-    s.close()
-    return port
+def _router_and_default_pub(ctx):
+    """A ROUTER on a free loopback port and a PUB on the port above it (the feedback address server_link takes
+    by default); the ports are chosen by the binds themselves."""
+    for _ in range(20):
+        router, pub = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB)
+        for sock in (router, pub):
+            sock.setsockopt(zmq.LINGER, 0)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        try:
+            pub.bind(f"tcp://127.0.0.1:{port + 1}")
+            return router, pub, port
+        except zmq.ZMQError:
+            router.close(0)
+            pub.close(0)
+    pytest.fail("no free pair of loopback ports in 20 tries")
 
 
 def test_soft_frames_out_feedback_in():
     rng = np.random.default_rng(1)
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    pub = ctx.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{port + 1}")
+    ctx = zmq.Context()
     try:
+        router, pub, port = _router_and_default_pub(ctx)
         tb = gr.top_block()
         link = server_link(f"tcp://127.0.0.1:{port}", "", [3], 100)
         dbg = blocks.message_debug()
@@ -76,13 +83,12 @@ def test_soft_frames_out_feedback_in():
         assert msgs[0]["decision"] == "NACK" and list(msgs[0]["frames"]) == [0, 2]
         assert link.counters["bad_feedback"] >= 1
     finally:
-        router.close(0)
-        pub.close(0)
+        ctx.destroy(linger=0)
 
 
 def test_missing_server_drops_not_blocks():
     rng = np.random.default_rng(2)
-    port = _free_port()
+    port = free_tcp_port()
     link = server_link(f"tcp://127.0.0.1:{port}", "", [], 5)
     link.start()
     try:
@@ -122,19 +128,19 @@ def test_curve_keys_and_a_non_default_feedback_address(tmp_path):
     public, secret = zmq.auth.load_certificate(keys / "server.key_secret")
     ctx = zmq.Context()
     auth = ThreadAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve(domain="*", location=str(allowed))
-    router, pub = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB)
-    for sock in (router, pub):
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
-    while fb_port == port + 1:                                  # must not be the default address
-        pub.unbind(f"tcp://127.0.0.1:{fb_port}")
-        fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
-    rng = np.random.default_rng(4)
     try:
+        auth.start()
+        auth.configure_curve(domain="*", location=str(allowed))
+        router, pub = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB)
+        for sock in (router, pub):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
+        while fb_port == port + 1:                              # must not be the default address
+            pub.unbind(f"tcp://127.0.0.1:{fb_port}")
+            fb_port = pub.bind_to_random_port("tcp://127.0.0.1")
+        rng = np.random.default_rng(4)
         tb = gr.top_block()
         link = server_link(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{fb_port}", [3], 100,
                            str(keys / "server.key"), str(keys / "rx.key_secret"))
@@ -161,9 +167,7 @@ def test_curve_keys_and_a_non_default_feedback_address(tmp_path):
         assert got["decision"] == "ACK" and got["tx_id"] == 3 and link.counters["feedback"] >= 1
     finally:
         auth.stop()
-        router.close(0)
-        pub.close(0)
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def test_curve_bad_key_files_fail_at_construction(tmp_path):
