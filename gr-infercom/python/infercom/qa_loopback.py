@@ -112,13 +112,15 @@ def test_closed_loop_with_a_server_nack_then_ack(images):
 
     import zmq
 
+    from gnuradio.infercom.qa_server_link import _router_and_default_pub
     from infercom import protocol
 
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    pub = ctx.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{port + 1}")
+    ctx = zmq.Context()
+    try:
+        router, pub, port = _router_and_default_pub(ctx)
+    except BaseException:
+        ctx.destroy(linger=0)
+        raise
     stop = threading.Event()
     seen = {}
 
@@ -147,8 +149,7 @@ def test_closed_loop_with_a_server_nack_then_ack(images):
     finally:
         stop.set()
         th.join(2)
-        router.close(0)
-        pub.close(0)
+        ctx.destroy(linger=0)
     fg = rep.pop("flowgraph")
     assert rep["summary"]["drained"]
     # (a frame lost on the air would turn the server's NACK into the transmitter's timeout: allowed, rare)
