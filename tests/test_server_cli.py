@@ -112,26 +112,16 @@ def test_status_presents_the_fixed_client_key(certs, tmp_path, capsys):
     command line's --curve-key is the identity presented (not a random keypair); another key gets nothing."""
     import threading
 
-    import zmq.auth
-    from zmq.auth.thread import ThreadAuthenticator
-
     from infercom import zmqcurve
+    from test_zmqcurve import _curve_router
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / "ops.key").write_bytes((certs / "ops.key").read_bytes())
     ctx = zmq.Context()
-    auth = ThreadAuthenticator(ctx)
     try:
-        auth.start()
-        auth.configure_curve(domain="*", location=str(allowed))
-        public, secret = zmq.auth.load_certificate(certs / "server.key_secret")
-        rep = ctx.socket(zmq.REP)
-        rep.setsockopt(zmq.LINGER, 0)
-        rep.curve_secretkey, rep.curve_publickey, rep.curve_server = secret, public, True
-        port = rep.bind_to_random_port("tcp://127.0.0.1")
+        rep, port, auth = _curve_router(ctx, certs, allowed, kind=zmq.REP)
     except BaseException:
-        auth.stop()
         ctx.destroy(linger=0)
         raise
 

@@ -25,16 +25,16 @@ def certs(tmp_path):
     return keys
 
 
-def _curve_router(ctx, keys_dir, allowed_dir=None):
-    """A ROUTER with the server's certificate on a random loopback port; with ``allowed_dir`` a ZAP
-    authenticator admits only the client public keys (``*.key``) in that folder."""
+def _curve_router(ctx, keys_dir, allowed_dir=None, kind=zmq.ROUTER):
+    """A ROUTER (or another ``kind``) with the server's certificate on a random loopback port; with
+    ``allowed_dir`` a ZAP authenticator admits only the client public keys (``*.key``) in that folder."""
     auth = None
     if allowed_dir is not None:
         auth = ThreadAuthenticator(ctx)
         auth.start()
         auth.configure_curve(domain="*", location=str(allowed_dir))
     public, secret = zmq.auth.load_certificate(keys_dir / "server.key_secret")
-    router = ctx.socket(zmq.ROUTER)
+    router = ctx.socket(kind)
     router.setsockopt(zmq.LINGER, 0)
     router.curve_secretkey, router.curve_publickey, router.curve_server = secret, public, True
     port = router.bind_to_random_port("tcp://127.0.0.1")
