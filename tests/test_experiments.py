@@ -198,10 +198,14 @@ def test_required_snr_quick(kodak_dir, tmp_path):
     assert all(-4 <= v <= 4 for v in nr)                # LDPC 1/3 QPSK decodes near 0 dB Es/N0
     for r in ("1/16", "1/9", "1/4"):      # the restorer never needs more SNR than bicubic on the same observation
         assert rows[("infercom/infercom-restorer", r)]["median_db"] <= rows[("infercom/bicubic", r)]["median_db"]
-    for rec in _rows(tmp_path, "required-snr"):       # the bisection's evaluations bracket the answer
+    recs = _rows(tmp_path, "required-snr")
+    for rec in recs:                                  # the bisection's evaluations bracket the answer
         ev = json.loads(rec["evaluations"])
         req = float(rec["required_snr_db"])
         assert all((s >= req) == ok for s, ok in ev)
+    for (system, rate), row in rows.items():          # a 90 % point is a bound iff 90 % were met at the grid bottom
+        bottom = [rec["below_grid"] == "True" for rec in recs if rec["system"] == system and rec["rate"] == rate]
+        assert row["p90_bound"] == (sum(bottom) >= math.ceil(0.9 * len(bottom))), (system, rate)
 
 
 def test_retransmissions_quick(kodak_dir, tmp_path):

@@ -112,20 +112,27 @@ def line_figure(path: Path, rows: list[dict], x: str, y: str, series: str, xlabe
     plt.close(fig)
 
 
-def rate_figure(path: Path, rows: list[dict], y: str, series: str, ylabel: str, title: str) -> None:
+def rate_figure(path: Path, rows: list[dict], y: str, series: str, ylabel: str, title: str,
+                bound: tuple[str, str, str] | None = None) -> None:
     """``y`` per system against the papers' compression rate (left, log axis) and against the channel uses per
     pixel actually spent (right). ``rows`` carry ``rate_value`` and ``cu_per_pixel``; infinite ``y`` (not met
-    in the range) is left out of the line."""
+    in the range) is left out of the line. ``bound = (key, marker, note)``: rows whose ``key`` is true are a
+    bound, not a value (e.g. met at the grid's edge), drawn as an open ``marker`` and explained by ``note``."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    any_bound = False
     for ax, x, xlabel in ((axes[0], "rate_value", "compression rate (the papers' convention, log scale)"),
                           (axes[1], "cu_per_pixel", "channel uses per pixel (complex symbols / (H x W))")):
         for s in sorted({r[series] for r in rows}, key=str):
-            pts = sorted((r[x], r[y]) for r in rows if r[series] == s and r.get(y) is not None
-                         and math.isfinite(r[y]) and r.get(x))
+            pts = sorted((r[x], r[y], bool(bound and r.get(bound[0]))) for r in rows if r[series] == s
+                         and r.get(y) is not None and math.isfinite(r[y]) and r.get(x))
             if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", ms=4, label=str(s))
+                xs, ys, _ = zip(*pts)
+                (line,) = ax.plot(xs, ys, marker="o", ms=4, label=str(s))
+                bx = [(a, b) for a, b, is_bound in pts if is_bound]
+                if bx:
+                    any_bound = True
+                    ax.plot(*zip(*bx), linestyle="none", marker=bound[1], ms=10, mfc="none", color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(True, alpha=0.3, which="both")
@@ -133,6 +140,9 @@ def rate_figure(path: Path, rows: list[dict], y: str, series: str, ylabel: str, 
     axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if any_bound:
+        fig.subplots_adjust(bottom=0.2)
+        fig.text(0.5, 0.01, bound[2], ha="center", fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
