@@ -110,20 +110,20 @@ def percentile_point(values: list[float], q: float = PERCENTILE) -> float:
 
 
 def summarise(records: list[dict], ctx: Context, out: Path) -> dict:
-    bottom = (QUICK_GRID if ctx.quick else GRID)[0]
+    grid = QUICK_GRID if ctx.quick else GRID
     rows = []
     for system in dict.fromkeys(r["system"] for r in records):
         for rate in dict.fromkeys(r["rate"] for r in records if r["system"] == system):
             rs = [r for r in records if r["system"] == system and r["rate"] == rate]
             req = [float(r["required_snr_db"]) for r in rs]
+            point = percentile_point(req)
             rows.append({"system": system, "rate": rate, "rate_value": rs[0]["rate_value"],
                          "cu_per_pixel": float(np.mean([r["cu_per_pixel"] for r in rs])), "n": len(rs),
-                         "median_db": float(np.median(req)), f"p{PERCENTILE}_db": percentile_point(req),
+                         "median_db": float(np.median(req)), f"p{PERCENTILE}_db": point,
                          "never_met": sum(math.isinf(v) for v in req),
-                         "below_grid": sum(bool(r["below_grid"]) for r in rs)})
-        # met at the grid's bottom by that many images: the point is at most the bottom, the gain at least its value
-    for r in rows:
-        r[f"p{PERCENTILE}_bound"] = r[f"p{PERCENTILE}_db"] <= bottom
+                         "below_grid": sum(bool(r["below_grid"]) for r in rs),
+                         # met at the grid's bottom: the point is at most the bottom, the gain at least its value
+                         f"p{PERCENTILE}_bound": point <= grid[0]})
     nr = {r["rate"]: r[f"p{PERCENTILE}_db"] for r in rows if r["system"] == "nr"}
     for r in rows:            # defined where both meet the requirement within the grid
         base, own = nr.get(r["rate"]), r[f"p{PERCENTILE}_db"]
@@ -131,7 +131,7 @@ def summarise(records: list[dict], ctx: Context, out: Path) -> dict:
                                 and math.isfinite(own) else None)
     rows.sort(key=lambda r: (r["system"], r["rate_value"]))
     report.write_table(out / "summary.csv", rows)
-    bound_note = f"open triangle: met at the grid's bottom ({bottom:g} dB) by {PERCENTILE} % of the images, a bound"
+    bound_note = f"open triangle: met at the grid's bottom ({grid[0]:g} dB) by {PERCENTILE} % of the images, a bound"
     report.rate_figure(out / "required_snr.png", rows, f"p{PERCENTILE}_db", "system",
                        f"Es/N0 where {PERCENTILE} % of images meet the QoE requirement (dB)",
                        "required-snr: required Es/N0 against rate (not met in -12..+12 dB: left out)",
@@ -152,7 +152,7 @@ def summarise(records: list[dict], ctx: Context, out: Path) -> dict:
             f"p{PERCENTILE}_bound", "gain_over_nr_db"]
     md = "\n".join([
         f"Required instantaneous Es/N0 (dB) to meet the QoE requirement on the first attempt, per system and "
-        f"rate; grid {(QUICK_GRID if ctx.quick else GRID)[0]:g} ... {(QUICK_GRID if ctx.quick else GRID)[-1]:g} dB "
+        f"rate; grid {grid[0]:g} ... {grid[-1]:g} dB "
         f"('not met': not within it). Gain = NR's {PERCENTILE} % point - the system's (where both are met).", "",
         report.markdown_table(rows, cols, ["system", "rate", "ch. uses/px", "median dB", f"{PERCENTILE} % dB",
                                            "never met", "met at grid bottom", f"{PERCENTILE} % point a bound",
